@@ -1,0 +1,119 @@
+// Package config owns keyescrow's configuration: the Config type, strict
+// decoding of the YAML file (unknown keys, wrong types and duplicates are
+// errors naming the key and its line), overrides from KEYESCROW_<PATH>
+// environment variables and from flags (Config.Set), validation that says
+// what to fix, and reading secrets from an environment variable, a file or
+// standard input.
+//
+// Precedence is flag > env > file > default: Load applies defaults, the file
+// and the environment; the caller then applies flags with Set and calls
+// Validate or ValidateFor. Every error from this package matches ErrConfig.
+package config
+
+// Default names of the environment variables that hold secrets when the
+// configuration names no other source.
+const (
+	DefaultPasswordEnv = "KEYESCROW_BACKUP_PASSWORD"
+	DefaultDSNEnv      = "KEYESCROW_SQLSERVER_DSN"
+	// ConfigEnv names the config file when --config is not given.
+	ConfigEnv = "KEYESCROW_CONFIG"
+)
+
+// Config is the whole configuration. See DESIGN.md, "Configuration".
+type Config struct {
+	SQLServer    *SQLServer    `yaml:"sqlserver"` // nil when absent (archive-only setups)
+	Backup       Backup        `yaml:"backup"`
+	HomeRegion   string        `yaml:"home_region"`
+	Destinations []Destination `yaml:"destinations"`
+	Waive        []string      `yaml:"waive"` // allowed: "region", "versioning", "immutability"
+	MetricsFile  string        `yaml:"metrics_file"`
+	MaxAge       Duration      `yaml:"max_age"`   // default 8d
+	LockFile     string        `yaml:"lock_file"` // "" → default chosen by the caller
+	Source       string        `yaml:"-"`         // the file path it came from, "" when none
+
+	// lines maps a display key ("destinations[1].bucket") to its line in
+	// Source; keys later overridden by env or Set are removed.
+	lines map[string]int
+}
+
+// SQLServer says where the DSN of the production server comes from. With
+// neither key set, DSNEnv is DefaultDSNEnv (see DSNSource).
+type SQLServer struct {
+	DSNEnv  string `yaml:"dsn_env"`
+	DSNFile string `yaml:"dsn_file"`
+}
+
+// Backup configures the key file SQL Server writes and its password. With
+// neither PasswordEnv nor PasswordFile set, the password comes from
+// DefaultPasswordEnv (see PasswordSource).
+type Backup struct {
+	ServerDirectory string `yaml:"server_directory"` // as SQL Server sees it
+	LocalDirectory  string `yaml:"local_directory"`  // as this host sees it, when different
+	PasswordEnv     string `yaml:"password_env"`
+	PasswordFile    string `yaml:"password_file"` // "-" means standard input
+	KeepLocal       bool   `yaml:"keep_local"`
+}
+
+// Destination is one place the key file is archived to. The "for" tag lists
+// the destination types a key belongs to; keys without it apply to all.
+type Destination struct {
+	Name   string `yaml:"name"`
+	Type   string `yaml:"type"` // s3 | azureblob | file
+	Prefix string `yaml:"prefix"`
+
+	Bucket    string `yaml:"bucket" for:"s3"`
+	Region    string `yaml:"region" for:"s3"`
+	Endpoint  string `yaml:"endpoint" for:"s3"`
+	PathStyle bool   `yaml:"path_style" for:"s3"`
+	CAFile    string `yaml:"ca_file" for:"s3"`
+
+	AccountURL     string `yaml:"account_url" for:"azureblob"`
+	Container      string `yaml:"container" for:"azureblob"`
+	Auth           string `yaml:"auth" for:"azureblob"`
+	ResourceID     string `yaml:"resource_id" for:"azureblob"`
+	AccountKeyEnv  string `yaml:"account_key_env" for:"azureblob"`
+	AccountKeyFile string `yaml:"account_key_file" for:"azureblob"`
+	SASEnv         string `yaml:"sas_env" for:"azureblob"`
+	SASFile        string `yaml:"sas_file" for:"azureblob"`
+
+	Path string `yaml:"path" for:"file"`
+
+	Retention *Retention `yaml:"retention" for:"s3,azureblob"`
+}
+
+// Retention is the lock applied to every archived object: for s3 the Object
+// Lock mode (COMPLIANCE or GOVERNANCE), for azureblob the immutability policy
+// state (locked or unlocked).
+type Retention struct {
+	Mode string `yaml:"mode"`
+	Days int    `yaml:"days"`
+}
+
+// Destination types.
+const (
+	TypeS3        = "s3"
+	TypeAzureBlob = "azureblob"
+	TypeFile      = "file"
+)
+
+// Checks that can be waived.
+const (
+	WaiveRegion       = "region"
+	WaiveVersioning   = "versioning"
+	WaiveImmutability = "immutability"
+)
+
+// Default returns the configuration before any file or environment.
+func Default() *Config {
+	return &Config{MaxAge: Duration(8 * day)}
+}
+
+// Waived reports whether check is listed in waive.
+func (c *Config) Waived(check string) bool {
+	for _, w := range c.Waive {
+		if w == check {
+			return true
+		}
+	}
+	return false
+}

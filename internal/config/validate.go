@@ -1,0 +1,150 @@
+package config
+
+import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// Validate checks the whole configuration and reports every problem at once
+// (errors.Join of *Error), each naming the key and the fix. It normalises
+// as it goes: retention modes (COMPLIANCE/GOVERNANCE upper case,
+// locked/unlocked lower case), auth ("" → "default") and prefixes (a
+// trailing "/" added).
+func (c *Config) Validate() error {
+	p := c.validate()
+	return p.join()
+}
+
+func (c *Config) validate() *problems {
+	p := &problems{c: c}
+	c.validateTop(p)
+	c.validateDestinations(p)
+	return p
+}
+
+// ValidateFor is Validate plus what command needs: "backup" needs a
+// sqlserver section and backup.server_directory. The other commands
+// (archive, check, list, verify, restore, drill) need only Validate.
+func (c *Config) ValidateFor(command string) error {
+	p := c.validate()
+	switch command {
+	case "backup":
+		if c.SQLServer == nil {
+			p.missing("sqlserver", "backup needs SQL Server",
+				"add a sqlserver section (dsn_env or dsn_file), or set "+DefaultDSNEnv)
+		}
+		if c.Backup.ServerDirectory == "" {
+			p.missing("backup.server_directory", "is required for backup",
+				"set it to the folder SQL Server writes the key file to, as the server sees it")
+		}
+	case "archive", "check", "list", "verify", "restore", "drill":
+	default:
+		p.add("", fmt.Sprintf("ValidateFor: unknown command %q", command), "")
+	}
+	return p.join()
+}
+
+// Warnings returns the problems that do not stop a run, such as a
+// retention shorter than a year. Call it after Validate.
+func (c *Config) Warnings() []Warning {
+	var out []Warning
+	for i, d := range c.Destinations {
+		if d.Retention != nil && d.Retention.Days >= 1 && d.Retention.Days < 365 {
+			out = append(out, Warning(fmt.Sprintf(
+				"destinations[%d].retention.days: %d is under a year; a key may be needed to restore an old backup, so keep it at least as long as those backups (e.g. 3650)",
+				i, d.Retention.Days)))
+		}
+	}
+	return out
+}
+
+// problems collects *Error values, with file and line from the Config.
+type problems struct {
+	c *Config
+	errs
+}
+
+// add reports a problem with the value at key (line of the key itself).
+func (p *problems) add(key, problem, fix string) {
+	file, line := p.c.lineOf(key, true)
+	p.errs.add(&Error{File: file, Line: line, Key: key, Problem: problem, Fix: fix})
+}
+
+// missing reports a key that is absent (line of its enclosing section).
+func (p *problems) missing(key, problem, fix string) {
+	file, line := p.c.lineOf(key, false)
+	p.errs.add(&Error{File: file, Line: line, Key: key, Problem: problem, Fix: fix})
+}
+
+var envVarName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func (c *Config) validateTop(p *problems) {
+	b := c.Backup
+	if b.PasswordEnv != "" && b.PasswordFile != "" {
+		p.add("backup.password_file", "both backup.password_env and backup.password_file are set",
+			"keep one of them")
+	}
+	checkEnvName(p, "backup.password_env", b.PasswordEnv)
+	if s := c.SQLServer; s != nil {
+		if s.DSNEnv != "" && s.DSNFile != "" {
+			p.add("sqlserver.dsn_file", "both sqlserver.dsn_env and sqlserver.dsn_file are set",
+				"keep one of them")
+		}
+		checkEnvName(p, "sqlserver.dsn_env", s.DSNEnv)
+	}
+	if b.ServerDirectory != "" && !serverPath(b.ServerDirectory) {
+		p.add("backup.server_directory", "must be an absolute path as SQL Server sees it",
+			`use e.g. /var/opt/mssql/keyescrow, C:\keyescrow or \\server\share\keyescrow`)
+	}
+	checkAbs(p, "backup.local_directory", b.LocalDirectory)
+	checkAbs(p, "metrics_file", c.MetricsFile)
+	checkAbs(p, "lock_file", c.LockFile)
+	if c.MaxAge <= 0 {
+		p.add("max_age", "must be positive", "set it to e.g. 8d")
+	}
+	allowed := []string{WaiveRegion, WaiveVersioning, WaiveImmutability}
+	for i, w := range c.Waive {
+		if !contains(allowed, w) {
+			p.add(fmt.Sprintf("waive[%d]", i), fmt.Sprintf("%q cannot be waived", w),
+				didYouMean(w, allowed, "use "+quoteList(allowed)))
+		}
+	}
+}
+
+// checkEnvName rejects an *_env value that is not a variable name, without
+// echoing it: it may be the secret itself pasted in by mistake.
+func checkEnvName(p *problems, key, v string) {
+	if v != "" && !envVarName.MatchString(v) {
+		p.add(key, "is not an environment variable name (letters, digits and _)",
+			"put the NAME of the variable here, never the secret itself")
+	}
+}
+
+func checkAbs(p *problems, key, v string) {
+	if v != "" && !filepath.IsAbs(v) {
+		p.add(key, fmt.Sprintf("%q is not an absolute path", v),
+			"use an absolute path (unattended runs have no useful working folder)")
+	}
+}
+
+var windowsAbs = regexp.MustCompile(`^([A-Za-z]:[\\/]|\\\\[^\\]+\\[^\\]+)`)
+
+// serverPath reports whether s is an absolute POSIX or Windows path (the
+// server may run on another OS than this host).
+func serverPath(s string) bool {
+	if strings.ContainsAny(s, "\x00\r\n") {
+		return false
+	}
+	return strings.HasPrefix(s, "/") || windowsAbs.MatchString(s)
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
