@@ -1,0 +1,82 @@
+// Package storagetest is the conformance suite every storage.Backend (S3,
+// Azure Blob, folder, in-memory fake) passes: create-only writes, read
+// after write, the service's own checksum, versions, retention that holds,
+// ordered streaming listings, and detection of corrupted copies.
+//
+// A backend's test calls Run with a Harness. Cases that do not apply to a
+// backend's Capabilities are not run (they are logged, not skipped); where
+// possible the opposite guarantee is checked instead.
+package storagetest
+
+import (
+	"context"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/keyescrow/keyescrow/internal/storage"
+)
+
+// Harness tells Run how to get a destination and how to reach behind its
+// back where the backend or test server allows it.
+type Harness struct {
+	// New returns a fresh, empty destination.
+	New func(t *testing.T) storage.Backend
+	// Delete removes a version (versionID "" adds a delete marker where the
+	// backend versions); nil skips the cases that need it.
+	Delete func(ctx context.Context, t *testing.T, b storage.Backend, key, versionID string) error
+	// Corrupt changes the stored bytes of a version behind the backend's
+	// back; nil skips the cases that need it.
+	Corrupt func(t *testing.T, b storage.Backend, key, versionID string)
+	// Retention is a retention the backend accepts (Mode from its
+	// Capabilities); the suite sets Until relative to now. nil when the
+	// backend has no retention.
+	Retention *storage.Retention
+}
+
+// testCase is one conformance case; applies says whether it fits the
+// backend and, if not, why.
+type testCase struct {
+	name    string
+	applies func(h Harness, c storage.Capabilities) (bool, string)
+	run     func(t *testing.T, h Harness, b storage.Backend)
+}
+
+// Run runs every applicable case, each on a fresh destination from h.New.
+func Run(t *testing.T, h Harness) {
+	t.Helper()
+	if h.New == nil {
+		t.Fatal("storagetest: Harness.New is nil")
+	}
+	caps := h.New(t).Capabilities()
+	for _, tc := range cases() {
+		if tc.applies != nil {
+			if ok, why := tc.applies(h, caps); !ok {
+				t.Logf("not applicable: %q: %s", tc.name, why)
+				continue
+			}
+		}
+		t.Run(tc.name, func(t *testing.T) {
+			tc.run(t, h, h.New(t))
+		})
+	}
+}
+
+// cases lists the suite; the order does not matter.
+func cases() []testCase {
+	return slices.Concat(basicCases(), versionCases(), listCases(), safetyCases())
+}
+
+// Skip skips t for reason, or fails it when KEYESCROW_TEST_DISALLOW_SKIP=1
+// (CI), so that a skip there is a failure.
+func Skip(t testing.TB, reason string) {
+	t.Helper()
+	if os.Getenv("KEYESCROW_TEST_DISALLOW_SKIP") == "1" {
+		t.Fatalf("skip not allowed (KEYESCROW_TEST_DISALLOW_SKIP=1): %s", reason)
+	}
+	t.Skip(reason)
+}
+
+// testTimeout bounds every case so a hung backend fails instead of hanging.
+const testTimeout = 2 * time.Minute
