@@ -1,0 +1,151 @@
+// Package receipt owns the receipt of a run: the one JSON document (or the
+// few lines of text) keyescrow prints on stdout and stores beside every
+// archived key, whose fields are part of the contract in DESIGN.md.
+package receipt
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// Kinds of key archived.
+const KindServiceMasterKey = "service-master-key"
+
+// Run and destination statuses.
+const (
+	StatusOK       = "ok"
+	StatusFailed   = "failed"
+	DestVerified   = "verified"
+	DestRefused    = "refused" // preflight: the destination does not meet policy; nothing written
+	DestFailed     = "failed"
+	ChecksumSHA256 = "SHA256"
+)
+
+// Receipt is the record of one run.
+type Receipt struct {
+	Status       string        `json:"status"`
+	Tool         string        `json:"tool"`
+	Version      string        `json:"version"`
+	RunID        string        `json:"run_id"`
+	Host         string        `json:"host"`
+	Instance     string        `json:"instance"`
+	Kind         string        `json:"kind"`
+	StartedAt    time.Time     `json:"started_at"`
+	FinishedAt   time.Time     `json:"finished_at"`
+	File         *File         `json:"file"`
+	Waived       []string      `json:"waived"`
+	Destinations []Destination `json:"destinations"`
+	// Error is set when the run failed before or outside the destinations
+	// (configuration, SQL Server, lock, interruption). Extension of DESIGN.md.
+	Error *Error `json:"error,omitempty"`
+	// ExitCode is the process exit code of the run. Extension of DESIGN.md.
+	ExitCode int `json:"exit_code"`
+}
+
+// File is the archived key file.
+type File struct {
+	Name   string `json:"name"`
+	Bytes  int64  `json:"bytes"`
+	SHA256 string `json:"sha256"`
+}
+
+// Destination is what happened at one destination.
+type Destination struct {
+	Name      string     `json:"name"`
+	Type      string     `json:"type"`
+	Location  string     `json:"location"`
+	VersionID string     `json:"version_id"`
+	Region    string     `json:"region"`
+	Retention *Retention `json:"retention"`
+	Checksum  Checksum   `json:"checksum"`
+	ReadBack  bool       `json:"read_back"`
+	Status    string     `json:"status"`
+	Error     *Error     `json:"error,omitempty"`
+	// Checks are the preflight facts behind the status. Extension.
+	Checks []Check `json:"checks,omitempty"`
+}
+
+// Retention as read back from the service.
+type Retention struct {
+	Mode  string    `json:"mode"`
+	Until time.Time `json:"until"`
+}
+
+// Checksum compares the local hash with what the destination reports.
+type Checksum struct {
+	Algorithm string `json:"algorithm"`
+	Local     string `json:"local"`
+	Remote    string `json:"remote"`
+	Match     bool   `json:"match"`
+}
+
+// Error is a failure with its exit code.
+type Error struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+// Check is one preflight property and how the policy judged it.
+type Check struct {
+	Name   string `json:"name"`
+	State  string `json:"state"` // proven, absent, unknown, not-applicable
+	Value  string `json:"value,omitempty"`
+	Result string `json:"result"` // pass, fail, waived, info
+	Detail string `json:"detail,omitempty"`
+}
+
+// JSON renders the receipt as one indented JSON document with a newline.
+func (r *Receipt) JSON() ([]byte, error) {
+	if r.Waived == nil {
+		r.Waived = []string{}
+	}
+	if r.Destinations == nil {
+		r.Destinations = []Destination{}
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// WriteText writes the receipt for people: one line for the run, one per
+// destination.
+func (r *Receipt) WriteText(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s host=%s instance=%s run=%s", r.Status, r.Kind, r.Host, r.Instance, r.RunID)
+	if r.File != nil {
+		fmt.Fprintf(&b, " file=%s bytes=%d sha256=%s", r.File.Name, r.File.Bytes, r.File.SHA256)
+	}
+	if len(r.Waived) > 0 {
+		fmt.Fprintf(&b, " waived=%s", strings.Join(r.Waived, ","))
+	}
+	b.WriteByte('\n')
+	for _, d := range r.Destinations {
+		fmt.Fprintf(&b, "  %s (%s): %s %s", d.Name, d.Type, d.Status, d.Location)
+		if d.VersionID != "" {
+			fmt.Fprintf(&b, " version=%s", d.VersionID)
+		}
+		if d.Retention != nil {
+			fmt.Fprintf(&b, " retention=%s until %s", d.Retention.Mode, d.Retention.Until.Format(time.RFC3339))
+		}
+		if d.Checksum.Remote != "" {
+			fmt.Fprintf(&b, " checksum-match=%t", d.Checksum.Match)
+		}
+		if d.Status == DestVerified {
+			fmt.Fprintf(&b, " read-back=%t", d.ReadBack)
+		}
+		if d.Error != nil {
+			fmt.Fprintf(&b, " error(%d): %s", d.Error.Code, d.Error.Message)
+		}
+		b.WriteByte('\n')
+	}
+	if r.Error != nil {
+		fmt.Fprintf(&b, "  error(%d): %s\n", r.Error.Code, r.Error.Message)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}

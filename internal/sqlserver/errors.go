@@ -1,0 +1,112 @@
+package sqlserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	mssql "github.com/microsoft/go-mssqldb"
+
+	"github.com/keyescrow/keyescrow/internal/exitcode"
+)
+
+// SQL Server error numbers keyescrow explains.
+const (
+	ErrNumLoginFailed      = 18456
+	ErrNumPermission       = 15247
+	ErrNumCannotWriteFile  = 15240
+	ErrNumPasswordTooShort = 15116
+	ErrNumPasswordTooLong  = 15117
+	ErrNumPasswordComplex  = 15118
+	ErrNumPasswordFilter   = 15119
+	ErrNumKeyFileInvalid   = 15317
+	ErrNumDecryption       = 15466
+	ErrNumRestoreDecrypt1  = 15320
+	ErrNumRestoreDecrypt2  = 15329
+	ErrNumRestoreDecrypt3  = 15393
+)
+
+// Error is a failed SQL Server step. Number is SQL Server's error number (0
+// when the failure was not a server error, e.g. a dropped connection).
+type Error struct {
+	Step    string // "connect", "login", "query", "backup", "restore"
+	Number  int32
+	Class   uint8
+	Message string // SQL Server's own message, or the driver's
+	Hint    string // what to do about it
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("SQL Server ")
+	b.WriteString(e.Step)
+	b.WriteString(" failed")
+	if e.Number != 0 {
+		fmt.Fprintf(&b, " (Msg %d, Level %d)", e.Number, e.Class)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Message)
+	if e.Hint != "" {
+		b.WriteString("; ")
+		b.WriteString(e.Hint)
+	}
+	return b.String()
+}
+
+// translate turns a driver error from step into an *Error carrying exit code
+// 3. Context cancellation passes through unchanged so the caller sees an
+// interruption, not a SQL failure.
+func translate(step string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	var me mssql.Error
+	if errors.As(err, &me) {
+		msg := strings.TrimPrefix(me.Message, "login error: ")
+		e := &Error{Step: step, Number: me.Number, Class: me.Class, Message: msg, Hint: hint(me.Number)}
+		if me.Number == ErrNumLoginFailed {
+			e.Step = "login"
+		}
+		return exitcode.Wrap(exitcode.SQLServer, e)
+	}
+	e := &Error{Step: step, Message: err.Error()}
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
+		e.Hint = "the server did not answer in time: check that it is up and reachable, or raise the DSN's dial timeout"
+	case strings.Contains(err.Error(), "connection refused"):
+		e.Hint = "nothing listens at the DSN's host and port: check the server name, port and that SQL Server is running"
+	case strings.Contains(err.Error(), "EOF") || strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "broken pipe"):
+		e.Hint = "the server closed the connection: check its error log, and the DSN's encrypt setting against the server's"
+	case strings.Contains(err.Error(), "certificate") || strings.Contains(err.Error(), "x509") || strings.Contains(err.Error(), "tls"):
+		e.Hint = "TLS failed: give the server's CA with the DSN's certificate= parameter, or fix hostnameincertificate"
+	}
+	return exitcode.Wrap(exitcode.SQLServer, e)
+}
+
+// hint says what to do about a SQL Server error number.
+func hint(n int32) string {
+	switch n {
+	case ErrNumLoginFailed:
+		return "check the login name and password in the DSN, that the login exists and is enabled, and that the server allows that authentication mode"
+	case ErrNumPermission:
+		return "the login needs CONTROL SERVER: GRANT CONTROL SERVER TO [login]; (or use a member of sysadmin)"
+	case ErrNumCannotWriteFile:
+		return "check that backup.server_directory exists on the server and that the SQL Server service account may write there (a new file name is used every run, so an existing file means another writer)"
+	case ErrNumPasswordTooShort, ErrNumPasswordTooLong, ErrNumPasswordComplex:
+		return "SQL Server rejected the backup password under its password policy: choose 8 to 128 characters with three of upper case, lower case, digits and symbols"
+	case ErrNumPasswordFilter:
+		return "a password filter on the server rejected the backup password: choose another password that meets the server's policy"
+	case ErrNumKeyFileInvalid:
+		return "the key file is missing on the server or is not a service master key backup: check the path and the file's integrity"
+	case ErrNumDecryption, ErrNumRestoreDecrypt1, ErrNumRestoreDecrypt2, ErrNumRestoreDecrypt3:
+		return "the file could not be decrypted: check the backup password; RESTORE … FORCE carries on but loses what it cannot decrypt"
+	default:
+		return ""
+	}
+}
