@@ -1,0 +1,34 @@
+// Command keyescrow backs up SQL Server's service master key to write-once
+// storage in another region and proves every copy before it says "ok".
+// main stays thin: a signal-aware context, the CLI, the exit code.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/keyescrow/keyescrow/internal/cli"
+	"github.com/keyescrow/keyescrow/internal/exitcode"
+)
+
+// Stamped by the build: -ldflags "-X main.version=… -X main.commit=… -X main.date=…".
+var (
+	version string
+	commit  string
+	date    string
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	app := cli.New(cli.BuildInfo{Version: version, Commit: commit, Date: date}.Resolve())
+	err := app.Run(ctx, os.Args[1:])
+	interrupted := ctx.Err() != nil
+	stop()
+	code := exitcode.Code(err)
+	if interrupted && code != exitcode.OK {
+		code = exitcode.Interrupted
+	}
+	os.Exit(code)
+}

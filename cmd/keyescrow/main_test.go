@@ -1,0 +1,482 @@
+// Black-box tests: they build the keyescrow binary and run it the way cron
+// would, with a clean environment, against the TDS stand-in and real folders,
+// checking exit codes, the receipt on stdout and the messages on stderr.
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/keyescrow/keyescrow/internal/lock"
+	"github.com/keyescrow/keyescrow/internal/mssqltest"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "keyescrow-bin-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "keyescrow")
+	if runtime.GOOS == "windows" {
+		binary += ".exe"
+	}
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building keyescrow:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const (
+	loginUser  = "keyescrow"
+	loginPW    = "L0gin;Pa'ss=wörd"
+	backupPW   = `Pä'ss\"wörd😀1`
+	readerUser = "reader"
+)
+
+// env is one test's world: a stand-in, a key folder, a destination folder,
+// a config file and the environment the binary gets (nothing inherited).
+type env struct {
+	t       *testing.T
+	srv     *mssqltest.Server
+	root    string
+	keyDir  string
+	usbDir  string
+	cfgPath string
+	lockF   string
+	vars    map[string]string
+}
+
+func newEnv(t *testing.T, cfg mssqltest.Config) *env {
+	t.Helper()
+	if cfg.Logins == nil {
+		cfg.Logins = []mssqltest.Login{
+			{User: loginUser, Password: loginPW, ControlServer: true},
+			{User: readerUser, Password: loginPW},
+		}
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = `SQLHOST01\INST1`
+		cfg.InstanceName = "INST1"
+	}
+	srv, err := mssqltest.NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	root := t.TempDir()
+	e := &env{t: t, srv: srv, root: root,
+		keyDir: filepath.Join(root, "keys it's"), usbDir: filepath.Join(root, "usb"),
+		cfgPath: filepath.Join(root, "keyescrow.yaml"), lockF: filepath.Join(root, "run", "keyescrow.lock")}
+	for _, d := range []string{e.keyDir, e.usbDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.vars = map[string]string{
+		"PATH":                      os.Getenv("PATH"),
+		"HOME":                      root,
+		"KEYESCROW_SQLSERVER_DSN":   srv.DSN(loginUser, loginPW, nil),
+		"KEYESCROW_BACKUP_PASSWORD": backupPW,
+	}
+	e.writeConfig("")
+	return e
+}
+
+func (e *env) writeConfig(extra string) {
+	e.t.Helper()
+	cfg := fmt.Sprintf(`sqlserver:
+  dsn_env: KEYESCROW_SQLSERVER_DSN
+backup:
+  server_directory: %q
+  password_env: KEYESCROW_BACKUP_PASSWORD
+home_region: eu-west-1
+destinations:
+  - name: usb
+    type: file
+    path: %q
+lock_file: %q
+%s`, e.keyDir, e.usbDir, e.lockF, extra)
+	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func (e *env) run(args ...string) result {
+	e.t.Helper()
+	return e.runCtx(context.Background(), nil, args...)
+}
+
+func (e *env) runCtx(ctx context.Context, started func(*exec.Cmd), args ...string) result {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Dir = e.root
+	for k, v := range e.vars {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	if started != nil {
+		started(cmd)
+	}
+	err := cmd.Wait()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			code = 128 + int(ws.Signal())
+		}
+	} else if err != nil {
+		e.t.Fatal(err)
+	}
+	r := result{code: code, stdout: out.String(), stderr: errb.String()}
+	e.assertNoSecrets(r)
+	return r
+}
+
+// assertNoSecrets is run on every invocation: no password, in any form,
+// ever reaches stdout or stderr.
+func (e *env) assertNoSecrets(r result) {
+	e.t.Helper()
+	for _, s := range []string{loginPW, backupPW, strings.ReplaceAll(backupPW, "'", "''"), "L0gin%3BPa"} {
+		if strings.Contains(r.stdout, s) || strings.Contains(r.stderr, s) {
+			e.t.Fatalf("a secret appeared in the output:\nstdout: %s\nstderr: %s", r.stdout, r.stderr)
+		}
+	}
+}
+
+type receipt struct {
+	Status   string `json:"status"`
+	Host     string `json:"host"`
+	Instance string `json:"instance"`
+	Kind     string `json:"kind"`
+	ExitCode int    `json:"exit_code"`
+	File     *struct {
+		Name   string `json:"name"`
+		Bytes  int64  `json:"bytes"`
+		SHA256 string `json:"sha256"`
+	} `json:"file"`
+	Waived       []string `json:"waived"`
+	Destinations []struct {
+		Name     string `json:"name"`
+		Type     string `json:"type"`
+		Location string `json:"location"`
+		Status   string `json:"status"`
+		ReadBack bool   `json:"read_back"`
+		Checksum struct {
+			Local, Remote string
+			Match         bool
+		} `json:"checksum"`
+		Error *struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	} `json:"destinations"`
+	Error *struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// parseReceipt checks that stdout is exactly one JSON document.
+func parseReceipt(t *testing.T, stdout string) receipt {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(stdout))
+	dec.DisallowUnknownFields()
+	var r receipt
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		t.Fatalf("stdout is not JSON: %v\n%s", err, stdout)
+	}
+	if dec.More() {
+		t.Fatalf("stdout holds more than one JSON document:\n%s", stdout)
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func sha(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+
+func files(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out
+}
+
+func TestBackupArchivesAVerifiedCopyAndPrintsAnExactReceipt(t *testing.T) {
+	e := newEnv(t, mssqltest.Config{})
+	r := e.run("backup", "--config", e.cfgPath, "--json", "--log-level", "debug")
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	rec := parseReceipt(t, r.stdout)
+	if rec.Status != "ok" || rec.ExitCode != 0 || rec.Host != "SQLHOST01" || rec.Instance != "INST1" || rec.Kind != "service-master-key" {
+		t.Fatalf("receipt: %+v", rec)
+	}
+	if !strings.HasPrefix(rec.File.Name, "SQLHOST01$INST1-servicemasterkey-") || len(rec.Destinations) != 1 {
+		t.Fatalf("receipt file/destinations: %+v", rec)
+	}
+	d := rec.Destinations[0]
+	if d.Status != "verified" || !d.ReadBack || !d.Checksum.Match || d.Checksum.Local != rec.File.SHA256 || d.Checksum.Remote != rec.File.SHA256 {
+		t.Fatalf("destination: %+v", d)
+	}
+	stored, err := os.ReadFile(d.Location)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sha(stored) != rec.File.SHA256 || int64(len(stored)) != rec.File.Bytes {
+		t.Fatalf("the copy at %s hashes %s, the receipt says %s", d.Location, sha(stored), rec.File.SHA256)
+	}
+	if _, err := mssqltest.OpenKeyFile(stored, backupPW); err != nil {
+		t.Fatalf("the archived copy does not open with the backup password: %v", err)
+	}
+	if fi, _ := os.Stat(d.Location); fi.Mode().Perm() != 0o400 {
+		t.Errorf("archived copy mode %v, want 0400", fi.Mode().Perm())
+	}
+	stored2, err := os.ReadFile(d.Location + ".receipt.json")
+	if err != nil || parseReceipt(t, string(stored2)).Status != "ok" {
+		t.Fatalf("stored receipt: %v %s", err, stored2)
+	}
+	if left := files(t, e.keyDir); len(left) != 0 {
+		t.Errorf("the local key file was not removed: %v", left)
+	}
+}
+
+func TestBackupTextReceiptAndKeepLocal(t *testing.T) {
+	e := newEnv(t, mssqltest.Config{})
+	r := e.run("backup", "--config", e.cfgPath, "--set", "backup.keep_local=true")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "ok service-master-key host=SQLHOST01 instance=INST1") || !strings.Contains(r.stdout, "usb (file): verified") {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	left := files(t, e.keyDir)
+	if len(left) != 1 {
+		t.Fatalf("keep_local: key folder holds %v", left)
+	}
+	if fi, _ := os.Stat(left[0]); fi.Mode().Perm()&0o077 != 0 {
+		t.Errorf("the kept key file is readable by others: %v", fi.Mode())
+	}
+}
+
+func TestArchiveAndCheckAndVersion(t *testing.T) {
+	e := newEnv(t, mssqltest.Config{})
+	in := filepath.Join(e.root, "by hand.key")
+	if err := os.WriteFile(in, []byte("opaque key bytes"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := e.run("archive", "--config", e.cfgPath, "--json", "--instance", "INST9", in)
+	rec := parseReceipt(t, r.stdout)
+	if r.code != 0 || rec.Status != "ok" || rec.Instance != "INST9" || rec.File.SHA256 != sha([]byte("opaque key bytes")) {
+		t.Fatalf("archive: exit %d %+v\n%s", r.code, rec, r.stderr)
+	}
+	if _, err := os.Stat(in); err != nil {
+		t.Fatalf("archive removed the user's file: %v", err)
+	}
+	before := files(t, e.usbDir)
+	r = e.run("check", "--config", e.cfgPath, "--json")
+	if r.code != 0 || !strings.Contains(r.stdout, `"control_server": true`) {
+		t.Fatalf("check: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if after := files(t, e.usbDir); len(after) != len(before) || len(files(t, e.keyDir)) != 0 {
+		t.Fatalf("check wrote something: %v → %v", before, after)
+	}
+	for _, k := range e.srv.Statements() {
+		if k == mssqltest.KindBackupSMK && len(e.srv.Statements()) > 0 {
+			t.Fatalf("check ran a BACKUP: %v", e.srv.Statements())
+		}
+	}
+	r = e.run("version", "--json")
+	if r.code != 0 || !strings.Contains(r.stdout, `"tool":"keyescrow"`) {
+		t.Fatalf("version: %d %s", r.code, r.stdout)
+	}
+}
+
+// TestBadInputFailsClearly covers the issue's list of bad input: each case
+// gets its exit code, a message naming the problem and the fix, a JSON
+// receipt saying failed, and nothing left behind.
+func TestBadInputFailsClearly(t *testing.T) {
+	cases := []struct {
+		name     string
+		setup    func(e *env) []string // returns extra args
+		code     int
+		stderr   []string
+		noBackup bool // SQL Server must not have been asked to BACKUP
+	}{
+		{name: "a missing config file is a usage error naming it", code: 2, stderr: []string{"nope.yaml"}, noBackup: true,
+			setup: func(e *env) []string { e.cfgPath = filepath.Join(e.root, "nope.yaml"); return nil }},
+		{name: "an unknown key is named with its line", code: 2, stderr: []string{"keyescrow.yaml:12", "metrics_flie", `did you mean "metrics_file"`}, noBackup: true,
+			setup: func(e *env) []string { e.writeConfig("metrics_flie: /var/lib/x.prom\n"); return nil }},
+		{name: "a weak password is refused before SQL Server is asked", code: 2, stderr: []string{"not complex enough"}, noBackup: true,
+			setup: func(e *env) []string { e.vars["KEYESCROW_BACKUP_PASSWORD"] = "abcdefghijk"; return nil }},
+		{name: "a missing password variable names the variable", code: 2, stderr: []string{"KEYESCROW_BACKUP_PASSWORD is not set"}, noBackup: true,
+			setup: func(e *env) []string { delete(e.vars, "KEYESCROW_BACKUP_PASSWORD"); return nil }},
+		{name: "a wrong SQL login is exit 3 with Msg 18456", code: 3, stderr: []string{"18456", "check the login name and password"}, noBackup: true,
+			setup: func(e *env) []string {
+				e.vars["KEYESCROW_SQLSERVER_DSN"] = e.srv.DSN(loginUser, "Wrong-Pass1", nil)
+				return nil
+			}},
+		{name: "a login without CONTROL SERVER is exit 3 with Msg 15247", code: 3, stderr: []string{"15247", "GRANT CONTROL SERVER"},
+			setup: func(e *env) []string {
+				e.vars["KEYESCROW_SQLSERVER_DSN"] = e.srv.DSN(readerUser, loginPW, nil)
+				return nil
+			}},
+		{name: "a missing server directory is exit 3 with Msg 15240", code: 3, stderr: []string{"15240", "server_directory exists"},
+			setup: func(e *env) []string { _ = os.RemoveAll(e.keyDir); return nil }},
+		{name: "an unwritable server directory is exit 3 with Msg 15240", code: 3, stderr: []string{"15240"},
+			setup: func(e *env) []string {
+				e.srv.Inject(mssqltest.Fault{Kind: mssqltest.KindBackupSMK, Error: &mssqltest.Error{Number: 15240, Class: 16, Message: "Cannot write into file 'x'. Verify that you have write permissions, that the file path is valid, and that the file does not already exist."}})
+				return nil
+			}},
+		{name: "a key folder open to other users is refused", code: 2, stderr: []string{"chmod o-rwx"}, noBackup: true,
+			setup: func(e *env) []string { _ = os.Chmod(e.keyDir, 0o755); return nil }},
+		{name: "a missing destination folder is refused before the backup", code: 4, stderr: []string{"mount the medium or create the folder"}, noBackup: true,
+			setup: func(e *env) []string { _ = os.RemoveAll(e.usbDir); return nil }},
+		{name: "a server that drops the connection is exit 3", code: 3, stderr: []string{"SQL Server backup failed"},
+			setup: func(e *env) []string {
+				e.srv.Inject(mssqltest.Fault{Kind: mssqltest.KindBackupSMK, Drop: true})
+				return nil
+			}},
+		{name: "another run holding the lock is exit 7", code: 7, stderr: []string{"another keyescrow run holds the lock"}, noBackup: true,
+			setup: func(e *env) []string {
+				l, err := lock.Acquire(e.lockF)
+				if err != nil {
+					e.t.Fatal(err)
+				}
+				e.t.Cleanup(func() { _ = l.Release() })
+				return nil
+			}},
+		{name: "a secret given as a flag is refused", code: 2, stderr: []string{"backup.password"}, noBackup: true,
+			setup: func(e *env) []string { return []string{"--set", "backup.password=Secret#123"} }},
+		{name: "retention on a folder is a configuration error", code: 2, stderr: []string{"retention"}, noBackup: true,
+			setup: func(e *env) []string {
+				return []string{"--set", "destinations.0.retention.days=30", "--set", "destinations.0.retention.mode=COMPLIANCE"}
+			}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, mssqltest.Config{})
+			extra := tc.setup(e)
+			args := append([]string{"backup", "--config", e.cfgPath, "--json", "--log-level", "debug"}, extra...)
+			r := e.run(args...)
+			if r.code != tc.code {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", r.code, tc.code, r.stdout, r.stderr)
+			}
+			for _, s := range tc.stderr {
+				if !strings.Contains(r.stderr, s) {
+					t.Errorf("stderr does not say %q:\n%s", s, r.stderr)
+				}
+			}
+			rec := parseReceipt(t, r.stdout)
+			if rec.Status != "failed" || rec.ExitCode != tc.code {
+				t.Errorf("receipt: %+v", rec)
+			}
+			if tc.noBackup {
+				for _, k := range e.srv.Statements() {
+					if k == mssqltest.KindBackupSMK {
+						t.Errorf("SQL Server was asked to BACKUP: %v", e.srv.Statements())
+					}
+				}
+			}
+			for _, f := range files(t, e.usbDir) {
+				t.Errorf("the destination holds %s after a failed run", f)
+			}
+			for _, f := range files(t, e.keyDir) {
+				if fi, err := os.Stat(f); err == nil && fi.Mode().Perm()&0o077 != 0 {
+					t.Errorf("a key file readable by others was left: %s %v", f, fi.Mode())
+				}
+			}
+		})
+	}
+}
+
+func TestCtrlCDuringTheBackupExits130AndLeavesNothingReadable(t *testing.T) {
+	e := newEnv(t, mssqltest.Config{})
+	e.srv.Inject(mssqltest.Fault{Kind: mssqltest.KindBackupSMK, Delay: 30 * time.Second})
+	start := time.Now()
+	r := e.runCtx(context.Background(), func(cmd *exec.Cmd) {
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) {
+			for _, k := range e.srv.Statements() {
+				if k == mssqltest.KindBackupSMK {
+					_ = cmd.Process.Signal(os.Interrupt)
+					return
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Error("the backup never started")
+	}, "backup", "--config", e.cfgPath, "--json")
+	if r.code != 130 {
+		t.Fatalf("exit %d, want 130\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if time.Since(start) > 15*time.Second {
+		t.Errorf("the interrupted run took %v", time.Since(start))
+	}
+	if rec := parseReceipt(t, r.stdout); rec.Status != "failed" || rec.ExitCode != 130 {
+		t.Errorf("receipt: %+v", rec)
+	}
+	for _, f := range files(t, e.keyDir) {
+		if fi, err := os.Stat(f); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("a key file readable by others was left: %s", f)
+		}
+	}
+	if len(files(t, e.usbDir)) != 0 {
+		t.Errorf("an interrupted run wrote to the destination")
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	e := newEnv(t, mssqltest.Config{})
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{}, 2, "no command given"},
+		{[]string{"bakup"}, 2, `unknown command "bakup"`},
+		{[]string{"list"}, 2, "not available in this version"},
+		{[]string{"archive", "--config", e.cfgPath}, 2, "exactly one key file"},
+		{[]string{"backup", "--log-format", "xml"}, 2, "use text or json"},
+		{[]string{"help"}, 0, ""},
+	} {
+		r := e.run(tc.args...)
+		if r.code != tc.code || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want %d and %q", tc.args, r.code, r.stderr, tc.code, tc.want)
+		}
+	}
+}

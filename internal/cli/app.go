@@ -1,0 +1,87 @@
+// Package cli owns keyescrow's command line: parsing global and command
+// flags, loading the configuration, wiring the pipeline's dependencies (SQL
+// Server, destinations, lock, logger) and printing results on stdout and
+// logs on stderr. It never exits the process: Run returns an error whose
+// exit code package exitcode knows.
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/keyescrow/keyescrow/internal/config"
+	"github.com/keyescrow/keyescrow/internal/exitcode"
+	"github.com/keyescrow/keyescrow/internal/secret"
+)
+
+// App is the command line with everything it touches injected, so tests can
+// drive it in-process as well as through the built binary.
+type App struct {
+	Stdout, Stderr io.Writer
+	Stdin          io.Reader
+	Env            config.Env
+	EnvList        config.EnvList
+	Clock          func() time.Time
+	Hostname       func() (string, error)
+	Build          BuildInfo
+}
+
+// New returns the App for the real process.
+func New(build BuildInfo) *App {
+	return &App{
+		Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin,
+		Env: config.OSEnv(), EnvList: config.OSEnvList(),
+		Clock: time.Now, Hostname: os.Hostname, Build: build,
+	}
+}
+
+// command is one subcommand.
+type command struct {
+	name    string
+	summary string
+	usage   string
+	flags   func(*invocation)                        // registers command flags
+	run     func(context.Context, *invocation) error // runs it
+}
+
+func (a *App) commands() []command {
+	return []command{
+		{name: "backup", summary: "export the service master key and archive it to every destination", usage: "keyescrow backup [flags]", run: a.runBackup},
+		{name: "archive", summary: "archive an existing key file to every destination", usage: "keyescrow archive [--instance NAME] FILE", flags: archiveFlags, run: a.runArchive},
+		{name: "check", summary: "preflight only: SQL Server and every destination, writing nothing", usage: "keyescrow check [flags]", run: a.runCheck},
+		{name: "version", summary: "print version, commit and Go version", usage: "keyescrow version", run: a.runVersion},
+		{name: "list", summary: "list archived copies (not in this version yet)", run: notYet},
+		{name: "verify", summary: "audit archived copies (not in this version yet)", run: notYet},
+		{name: "restore", summary: "fetch and verify a copy (not in this version yet)", run: notYet},
+		{name: "drill", summary: "restore drill into a scratch server (not in this version yet)", run: notYet},
+	}
+}
+
+func notYet(_ context.Context, inv *invocation) error {
+	err := exitcode.Wrap(exitcode.Usage, fmt.Errorf("keyescrow %s is not available in this version %s: it arrives with restore support; see the README", inv.cmd.name, inv.app.Build.Version))
+	inv.logFailure("command not available", err)
+	return err
+}
+
+// Run parses args (without the program name) and runs the command.
+func (a *App) Run(ctx context.Context, args []string) error {
+	inv, err := a.parse(args)
+	if err != nil {
+		if err == errHelp {
+			return nil
+		}
+		fmt.Fprintf(a.Stderr, "keyescrow: %v\n", err)
+		return exitcode.Wrap(exitcode.Usage, err)
+	}
+	inv.scrub = secret.NewScrubber()
+	inv.stderr = inv.scrub.Writer(a.Stderr)
+	inv.stdout = inv.scrub.Writer(a.Stdout)
+	if inv.log, err = newLogger(inv.stderr, inv.scrub, inv.logLevel, inv.logFormat); err != nil {
+		fmt.Fprintf(a.Stderr, "keyescrow: %v\n", err)
+		return exitcode.Wrap(exitcode.Usage, err)
+	}
+	return inv.cmd.run(ctx, inv)
+}

@@ -1,0 +1,102 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/keyescrow/keyescrow/internal/exitcode"
+	"github.com/keyescrow/keyescrow/internal/receipt"
+)
+
+func errorsIs(err, target error) bool { return errors.Is(err, target) }
+
+func (a *App) runBackup(ctx context.Context, inv *invocation) error {
+	if len(inv.args) > 0 {
+		return inv.failEarly(exitcode.Wrap(exitcode.Usage, fmt.Errorf("backup takes no arguments (got %q): the configuration says what to back up", inv.args[0])))
+	}
+	cfg, err := inv.loadConfig()
+	if err != nil {
+		return inv.failEarly(err)
+	}
+	pw, err := inv.readPassword(cfg)
+	if err != nil {
+		return inv.failEarly(err)
+	}
+	dsn, err := inv.readDSN(cfg)
+	if err != nil {
+		return inv.failEarly(err)
+	}
+	dests, err := inv.openDestinations(cfg)
+	if err != nil {
+		return inv.failEarly(err)
+	}
+	r := inv.runner(cfg, dests)
+	r.Password = pw
+	r.ConnectSQL = inv.connectSQL(dsn)
+	rec, err := r.Backup(ctx)
+	return inv.report(rec, err)
+}
+
+func (a *App) runArchive(ctx context.Context, inv *invocation) error {
+	if len(inv.args) != 1 {
+		return inv.failEarly(exitcode.Wrap(exitcode.Usage, errors.New("archive takes exactly one key file: keyescrow archive [--instance NAME] FILE")))
+	}
+	file, err := filepath.Abs(inv.args[0])
+	if err != nil {
+		return inv.failEarly(exitcode.Wrap(exitcode.Usage, err))
+	}
+	cfg, err := inv.loadConfig()
+	if err != nil {
+		return inv.failEarly(err)
+	}
+	dests, err := inv.openDestinations(cfg)
+	if err != nil {
+		return inv.failEarly(err)
+	}
+	r := inv.runner(cfg, dests)
+	host, err := a.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	r.Hostname = host
+	rec, err := r.Archive(ctx, file, inv.instance)
+	return inv.report(rec, err)
+}
+
+// failEarly reports a failure before the pipeline started: a receipt with
+// status failed (so --json callers always get one document) and the error.
+func (inv *invocation) failEarly(err error) error {
+	now := inv.app.Clock().UTC()
+	rec := &receipt.Receipt{
+		Status: receipt.StatusFailed, Tool: "keyescrow", Version: inv.app.Build.Version,
+		Kind: receipt.KindServiceMasterKey, StartedAt: now, FinishedAt: now,
+		ExitCode: exitcode.Code(err),
+		Error:    &receipt.Error{Code: exitcode.Code(err), Message: err.Error()},
+	}
+	return inv.report(rec, err)
+}
+
+// report prints the receipt on stdout and the failure on stderr.
+func (inv *invocation) report(rec *receipt.Receipt, err error) error {
+	if err != nil {
+		inv.logFailure("run failed", err)
+	} else {
+		inv.log.Info("run ok: every destination verified", "destinations", len(rec.Destinations))
+	}
+	if inv.jsonOut {
+		doc, jerr := rec.JSON()
+		if jerr != nil {
+			return errors.Join(err, jerr)
+		}
+		if _, werr := inv.stdout.Write(doc); werr != nil {
+			return errors.Join(err, werr)
+		}
+		return err
+	}
+	if werr := rec.WriteText(inv.stdout); werr != nil {
+		return errors.Join(err, werr)
+	}
+	return err
+}

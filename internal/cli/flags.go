@@ -1,0 +1,161 @@
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/keyescrow/keyescrow/internal/secret"
+	"log/slog"
+)
+
+var errHelp = errors.New("help")
+
+// invocation is one parsed command line and what the run builds from it.
+type invocation struct {
+	app  *App
+	cmd  command
+	args []string // positional arguments after the command
+
+	configPath string
+	jsonOut    bool
+	logLevel   string
+	logFormat  string
+	sets       []string // --set KEY=VALUE, in order
+
+	instance string // archive --instance
+
+	scrub          *secret.Scrubber
+	stdout, stderr io.Writer
+	log            *slog.Logger
+}
+
+// multiFlag collects a repeatable flag.
+type multiFlag struct{ vals *[]string }
+
+func (m multiFlag) String() string     { return "" }
+func (m multiFlag) Set(v string) error { *m.vals = append(*m.vals, v); return nil }
+
+func archiveFlags(inv *invocation) {}
+
+func (inv *invocation) flagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&inv.configPath, "config", "", "configuration file (default: $KEYESCROW_CONFIG)")
+	fs.BoolVar(&inv.jsonOut, "json", false, "print the result on stdout as one JSON document")
+	fs.StringVar(&inv.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&inv.logFormat, "log-format", "text", "log format on stderr: text or json")
+	fs.Var(multiFlag{&inv.sets}, "set", "override a configuration key: --set backup.keep_local=true (repeatable; secrets are refused)")
+	if name == "archive" {
+		fs.StringVar(&inv.instance, "instance", "unknown", "SQL Server instance the key file belongs to (for the archive's name and receipt)")
+	}
+	return fs
+}
+
+// parse finds the command (global flags may stand before or after it) and
+// parses every flag, keeping positional arguments in order.
+func (a *App) parse(args []string) (*invocation, error) {
+	inv := &invocation{app: a}
+	name, rest, err := splitCommand(args)
+	if err != nil {
+		return nil, err
+	}
+	if name == "" || name == "help" {
+		a.usage(a.Stdout)
+		if name == "" && !hasHelp(args) {
+			return nil, errors.New("no command given: see the list above")
+		}
+		return nil, errHelp
+	}
+	for _, c := range a.commands() {
+		if c.name == name {
+			inv.cmd = c
+		}
+	}
+	if inv.cmd.name == "" {
+		return nil, fmt.Errorf("unknown command %q: run keyescrow help for the list", name)
+	}
+	fs := inv.flagSet(name)
+	for {
+		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				a.commandUsage(a.Stdout, inv)
+				return nil, errHelp
+			}
+			return nil, fmt.Errorf("%s: %v", name, err)
+		}
+		rest = fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		inv.args = append(inv.args, rest[0])
+		rest = rest[1:]
+	}
+	return inv, nil
+}
+
+// valueFlags are the global flags that take a separate value.
+var valueFlags = map[string]bool{"config": true, "log-level": true, "log-format": true, "set": true, "instance": true}
+
+// splitCommand returns the first argument that is neither a flag nor a
+// flag's value, and the arguments without it.
+func splitCommand(args []string) (string, []string, error) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return "", nil, errors.New("-- before the command")
+		}
+		if strings.HasPrefix(a, "-") {
+			n := strings.TrimLeft(a, "-")
+			if !strings.Contains(n, "=") && valueFlags[n] {
+				i++
+			}
+			continue
+		}
+		rest := append(append([]string{}, args[:i]...), args[i+1:]...)
+		return a, rest, nil
+	}
+	return "", nil, nil
+}
+
+func hasHelp(args []string) bool {
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *App) usage(w io.Writer) {
+	var b strings.Builder
+	b.WriteString("keyescrow: back up SQL Server's service master key to write-once storage in another region, and prove it.\n\nUsage: keyescrow COMMAND [flags]\n\nCommands:\n")
+	for _, c := range a.commands() {
+		fmt.Fprintf(&b, "  %-8s %s\n", c.name, c.summary)
+	}
+	b.WriteString("\nGlobal flags:\n")
+	inv := &invocation{}
+	fs := inv.flagSet("keyescrow")
+	fs.SetOutput(&b)
+	fs.PrintDefaults()
+	b.WriteString("\nExit codes: 0 ok, 1 internal, 2 usage/config, 3 SQL Server, 4 policy, 5 transfer, 6 verification, 7 locked, 8 stale, 130 interrupted.\n")
+	_, _ = io.WriteString(w, b.String())
+}
+
+func (a *App) commandUsage(w io.Writer, inv *invocation) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Usage: %s\n\n%s\n\nFlags:\n", orName(inv.cmd), inv.cmd.summary)
+	fs := inv.flagSet(inv.cmd.name)
+	fs.SetOutput(&b)
+	fs.PrintDefaults()
+	_, _ = io.WriteString(w, b.String())
+}
+
+func orName(c command) string {
+	if c.usage != "" {
+		return c.usage
+	}
+	return "keyescrow " + c.name
+}

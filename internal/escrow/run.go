@@ -1,0 +1,287 @@
+package escrow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/keyescrow/keyescrow/internal/config"
+	"github.com/keyescrow/keyescrow/internal/exitcode"
+	"github.com/keyescrow/keyescrow/internal/receipt"
+	"github.com/keyescrow/keyescrow/internal/secret"
+	"github.com/keyescrow/keyescrow/internal/sqlserver"
+	"github.com/keyescrow/keyescrow/internal/storage"
+)
+
+// SQL is what a run needs of SQL Server (implemented by *sqlserver.Client).
+type SQL interface {
+	Info(ctx context.Context) (sqlserver.Info, error)
+	BackupServiceMasterKey(ctx context.Context, serverPath string, password secret.Value) error
+	Close() error
+}
+
+// Destination is a configured destination with its opened backend.
+type Destination struct {
+	Config  config.Destination
+	Backend storage.Backend
+}
+
+// Runner runs backups and archives. Every dependency is injected.
+type Runner struct {
+	Config       *config.Config
+	Destinations []Destination
+	Log          *slog.Logger
+	Clock        func() time.Time
+	Version      string
+	RunID        string
+	// Lock takes the host lock; the returned func releases it.
+	Lock func() (release func(), err error)
+	// ConnectSQL opens the SQL Server session (backup only).
+	ConnectSQL func(ctx context.Context) (SQL, error)
+	// Password encrypts the key export (backup only).
+	Password secret.Value
+	// Hostname names this host for archive (backup uses the server's).
+	Hostname string
+}
+
+func (r *Runner) newReceipt() *receipt.Receipt {
+	waived := slices.Clone(r.Config.Waive)
+	slices.Sort(waived)
+	return &receipt.Receipt{
+		Status:    receipt.StatusFailed,
+		Tool:      "keyescrow",
+		Version:   r.Version,
+		RunID:     r.RunID,
+		Kind:      receipt.KindServiceMasterKey,
+		StartedAt: r.Clock().UTC(),
+		Waived:    waived,
+	}
+}
+
+// Backup runs BACKUP SERVICE MASTER KEY and archives the file to every
+// destination. The receipt is returned even when err is not nil.
+func (r *Runner) Backup(ctx context.Context) (*receipt.Receipt, error) {
+	rec := r.newReceipt()
+	err := r.backup(ctx, rec)
+	return r.finish(rec, err)
+}
+
+func (r *Runner) backup(ctx context.Context, rec *receipt.Receipt) error {
+	targets, refused := r.preflight(ctx, rec)
+	if len(targets) == 0 {
+		return refused
+	}
+	release, err := r.Lock()
+	if err != nil {
+		return err
+	}
+	defer release()
+
+	db, err := r.ConnectSQL(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	info, err := db.Info(ctx)
+	if err != nil {
+		return err
+	}
+	rec.Host, rec.Instance = info.MachineName, info.InstanceName
+	r.Log.InfoContext(ctx, "connected to SQL Server", "server", info.ServerName, "version", info.ProductVersion, "edition", info.Edition)
+
+	b := r.Config.Backup
+	localDir, localKey := b.LocalDirectory, "backup.local_directory"
+	if localDir == "" {
+		localDir, localKey = b.ServerDirectory, "backup.server_directory"
+	}
+	if err := checkPrivateDir(localDir, localKey); err != nil {
+		return err
+	}
+	name := backupFileName(info.ServerName, r.Clock(), r.RunID)
+	serverPath, localPath := serverJoin(b.ServerDirectory, name), filepath.Join(localDir, name)
+	rec.File = &receipt.File{Name: name}
+
+	r.Log.InfoContext(ctx, "exporting the service master key", "server_path", serverPath)
+	if err := db.BackupServiceMasterKey(ctx, serverPath, r.Password); err != nil {
+		if _, statErr := os.Lstat(localPath); statErr == nil {
+			restrict(localPath)
+			r.Log.WarnContext(ctx, "the backup failed but a key file exists; it is kept, owner-only", "path", localPath)
+		}
+		return err
+	}
+	restrict(localPath)
+	kf, err := readKeyFile(localPath)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return exitcode.Wrap(exitcode.SQLServer, fmt.Errorf("SQL Server reported the backup done, but the file is not at %s: when this host sees server_directory under another path, set backup.local_directory", localPath))
+		}
+		return exitcode.Wrap(exitcode.SQLServer, fmt.Errorf("reading the key file SQL Server wrote: %w", err))
+	}
+	key := func(prefix string) string { return objectKey(prefix, rec.Host, rec.Instance, rec.Kind, name) }
+	if err := r.archive(ctx, rec, kf, targets, key); err != nil {
+		r.Log.WarnContext(ctx, "not every destination is verified; the local key file is kept, owner-only", "path", localPath)
+		return errors.Join(err, refused)
+	}
+	if refused != nil {
+		r.Log.WarnContext(ctx, "a destination was refused; the local key file is kept, owner-only", "path", localPath)
+		return refused
+	}
+	if !b.KeepLocal {
+		if err := os.Remove(localPath); err != nil {
+			r.Log.WarnContext(ctx, "every destination is verified but the local key file could not be removed", "path", localPath, "err", err)
+		} else {
+			r.Log.InfoContext(ctx, "removed the local key file: every destination is verified", "path", localPath)
+		}
+	}
+	return nil
+}
+
+// Archive archives an existing key file without SQL Server. The file is
+// never removed: it belongs to whoever made it.
+func (r *Runner) Archive(ctx context.Context, file, instance string) (*receipt.Receipt, error) {
+	rec := r.newReceipt()
+	rec.Host, rec.Instance = r.Hostname, instance
+	err := func() error {
+		kf, err := readKeyFile(file)
+		if err != nil {
+			return exitcode.Wrap(exitcode.Usage, fmt.Errorf("cannot archive %s: %w", file, err))
+		}
+		name := archiveFileName(file, r.Clock(), r.RunID)
+		rec.File = &receipt.File{Name: name}
+		targets, refused := r.preflight(ctx, rec)
+		if len(targets) == 0 {
+			return refused
+		}
+		release, err := r.Lock()
+		if err != nil {
+			return err
+		}
+		defer release()
+		key := func(prefix string) string { return objectKey(prefix, rec.Host, rec.Instance, rec.Kind, name) }
+		return errors.Join(r.archive(ctx, rec, kf, targets, key), refused)
+	}()
+	return r.finish(rec, err)
+}
+
+// archive copies kf to every target concurrently, proves each copy, then
+// stores the receipt beside each proven copy.
+func (r *Runner) archive(ctx context.Context, rec *receipt.Receipt, kf *keyFile, targets []target, key func(prefix string) string) error {
+	rec.File.Bytes = int64(len(kf.data))
+	rec.File.SHA256 = fmt.Sprintf("%x", kf.sha256)
+	results := make([]receipt.Destination, len(targets))
+	errs := make([]error, len(targets))
+	keys := make([]string, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		keys[i] = key(r.destConfig(t.name).Prefix)
+		wg.Go(func() {
+			results[i], errs[i] = copyAndProve(ctx, t, keys[i], kf)
+			r.logDestination(ctx, results[i])
+		})
+	}
+	wg.Wait()
+	rec.Destinations = append(rec.Destinations, results...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+
+	// Every copy is proven: store the receipt beside each, locked like it.
+	// Its status is ok only when no destination was refused either.
+	rec.Status = receipt.StatusOK
+	for _, d := range rec.Destinations {
+		if d.Status != receipt.DestVerified {
+			rec.Status = receipt.StatusFailed
+		}
+	}
+	rec.FinishedAt = r.Clock().UTC()
+	doc, err := rec.JSON()
+	if err != nil {
+		return err
+	}
+	for i, t := range targets {
+		wg.Go(func() { errs[i] = storeReceipt(ctx, t, receiptKey(keys[i]), doc) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			d := &rec.Destinations[len(rec.Destinations)-len(targets)+i]
+			d.Status = receipt.DestFailed
+			d.Error = &receipt.Error{Code: exitcode.Code(err), Message: err.Error()}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func storeReceipt(ctx context.Context, t target, key string, doc []byte) error {
+	kf := &keyFile{data: doc}
+	kf.sha256 = sha256Sum(doc)
+	kf.md5 = md5Sum(doc)
+	_, err := t.backend.Put(ctx, key, doc, storage.PutOptions{
+		SHA256: kf.sha256[:], MD5: kf.md5[:], Retention: t.retention, ContentType: "application/json",
+	})
+	if err != nil {
+		return transferError("store the receipt at", t, key, fmt.Errorf("the key copy is verified, but %w", err))
+	}
+	return nil
+}
+
+func (r *Runner) destConfig(name string) config.Destination {
+	for _, d := range r.Destinations {
+		if d.Config.Name == name {
+			return d.Config
+		}
+	}
+	return config.Destination{}
+}
+
+func (r *Runner) logDestination(ctx context.Context, d receipt.Destination) {
+	if d.Status == receipt.DestVerified {
+		r.Log.InfoContext(ctx, "destination verified", "destination", d.Name, "location", d.Location, "version_id", d.VersionID, "sha256", d.Checksum.Remote, "read_back", d.ReadBack)
+		return
+	}
+	r.Log.ErrorContext(ctx, "destination failed", "destination", d.Name, "location", d.Location, "err", d.Error.Message)
+}
+
+// finish stamps the receipt with its outcome.
+func (r *Runner) finish(rec *receipt.Receipt, err error) (*receipt.Receipt, error) {
+	if err != nil && errors.Is(err, context.Canceled) {
+		err = exitcode.Wrap(exitcode.Interrupted, fmt.Errorf("interrupted: %w", err))
+	}
+	rec.FinishedAt = r.Clock().UTC()
+	rec.ExitCode = exitcode.Code(err)
+	order := map[string]int{}
+	for i, d := range r.Destinations {
+		order[d.Config.Name] = i
+	}
+	slices.SortStableFunc(rec.Destinations, func(a, b receipt.Destination) int { return order[a.Name] - order[b.Name] })
+	if err == nil {
+		rec.Status = receipt.StatusOK
+		return rec, nil
+	}
+	rec.Status = receipt.StatusFailed
+	if !destinationsExplain(rec) {
+		rec.Error = &receipt.Error{Code: rec.ExitCode, Message: err.Error()}
+	}
+	return rec, err
+}
+
+// destinationsExplain reports whether the failure is fully described by the
+// destinations' own errors.
+func destinationsExplain(rec *receipt.Receipt) bool {
+	if len(rec.Destinations) == 0 {
+		return false
+	}
+	worst := 0
+	for _, d := range rec.Destinations {
+		if d.Error != nil && d.Error.Code > worst {
+			worst = d.Error.Code
+		}
+	}
+	return worst == rec.ExitCode
+}
