@@ -280,9 +280,13 @@ func TestBackupArchivesAVerifiedCopyAndPrintsAnExactReceipt(t *testing.T) {
 
 func TestBackupTextReceiptAndKeepLocal(t *testing.T) {
 	e := newEnv(t, mssqltest.Config{})
-	r := e.run("backup", "--config", e.cfgPath, "--set", "backup.keep_local=true")
+	prom := filepath.Join(e.root, "keyescrow.prom")
+	r := e.run("backup", "--config", e.cfgPath, "--set", "backup.keep_local=true", "--set", "metrics_file="+prom)
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "ok service-master-key host=SQLHOST01 instance=INST1") || !strings.Contains(r.stdout, "usb (file): verified") {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if m, err := os.ReadFile(prom); err != nil || !strings.Contains(string(m), `keyescrow_destination_up{destination="usb",type="file"} 1`) {
+		t.Errorf("metrics file: %v\n%s", err, m)
 	}
 	left := files(t, e.keyDir)
 	if len(left) != 1 {

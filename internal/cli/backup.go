@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/keyescrow/keyescrow/internal/exitcode"
+	"github.com/keyescrow/keyescrow/internal/metrics"
 	"github.com/keyescrow/keyescrow/internal/receipt"
 )
 
@@ -84,6 +85,11 @@ func (inv *invocation) report(rec *receipt.Receipt, err error) error {
 		inv.logFailure("run failed", err)
 	} else {
 		inv.log.Info("run ok: every destination verified", "destinations", len(rec.Destinations))
+	}
+	if inv.metricsFile != "" {
+		if merr := metrics.Write(inv.metricsFile, inv.cmd.name, rec); merr != nil {
+			inv.log.Error("the metrics file was not updated: monitoring will not see this run", "err", merr.Error())
+		}
 	}
 	if inv.jsonOut {
 		doc, jerr := rec.JSON()

@@ -27,6 +27,8 @@ type invocation struct {
 
 	instance string // archive --instance
 
+	metricsFile string // from the loaded configuration
+
 	scrub          *secret.Scrubber
 	stdout, stderr io.Writer
 	log            *slog.Logger

@@ -41,6 +41,7 @@ func (inv *invocation) loadConfig() (*config.Config, error) {
 	if err := cfg.ValidateFor(inv.cmd.name); err != nil {
 		return nil, exitcode.Wrap(exitcode.Usage, err)
 	}
+	inv.metricsFile = cfg.MetricsFile
 	warns = append(warns, cfg.Warnings()...)
 	for _, w := range warns {
 		inv.log.Warn(string(w))

@@ -27,6 +27,12 @@ import (
 //   - Stat reports what the service itself stored (its checksum, retention,
 //     version), never what the caller asked for.
 //   - Nothing is ever deleted or shortened: the interface has no delete.
+//   - Stat and Open of a missing key, of an unknown version id, of a delete
+//     marker, or of a key whose current version is a delete marker return
+//     ErrNotFound.
+//   - Put with Retention or LegalHold on a backend without
+//     Capabilities.Retention fails with ErrInvalid; it never stores an
+//     unlocked copy silently.
 //   - Errors wrap the sentinels below, so callers use errors.Is.
 //   - Every method takes a context and returns promptly when it is done.
 type Backend interface {
@@ -62,9 +68,10 @@ type Backend interface {
 	Open(ctx context.Context, key, versionID string) (io.ReadCloser, error)
 
 	// List calls fn for every stored version whose key starts with prefix, in
-	// ascending key order and, within a key, newest version first. Objects
-	// carry at least Key, VersionID, Size and LastModified. It streams: it
-	// never holds all versions in memory. fn returning an error stops the
+	// ascending byte order of the key and, within a key, newest version first.
+	// Objects carry at least Key, VersionID, Size and LastModified. It
+	// streams: it holds at most one page (or one folder) of versions in
+	// memory, never the whole listing (the in-memory fake excepted). fn returning an error stops the
 	// walk and List returns that error.
 	List(ctx context.Context, prefix string, fn func(Object) error) error
 }
@@ -86,8 +93,9 @@ type Capabilities struct {
 
 // PutOptions travel with one Put.
 type PutOptions struct {
-	// SHA256 of data, computed by the caller; required. Backends send it to
-	// the service where the service validates it.
+	// SHA256 of data, computed by the caller; required (the pipeline always
+	// sets it). Backends send it to the service where the service validates
+	// it, and a service that finds it wrong refuses with ErrChecksum.
 	SHA256 []byte
 	// MD5 of data, computed by the caller for services that want it.
 	MD5 []byte
