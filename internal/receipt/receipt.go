@@ -116,7 +116,13 @@ func (r *Receipt) JSON() ([]byte, error) {
 // destination.
 func (r *Receipt) WriteText(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s host=%s instance=%s run=%s", r.Status, r.Kind, r.Host, r.Instance, r.RunID)
+	fmt.Fprintf(&b, "%s %s", r.Status, r.Kind)
+	if r.Host != "" {
+		fmt.Fprintf(&b, " host=%s instance=%s", r.Host, r.Instance)
+	}
+	if r.RunID != "" {
+		fmt.Fprintf(&b, " run=%s", r.RunID)
+	}
 	if r.File != nil {
 		fmt.Fprintf(&b, " file=%s bytes=%d sha256=%s", r.File.Name, r.File.Bytes, r.File.SHA256)
 	}

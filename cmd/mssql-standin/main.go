@@ -1,0 +1,71 @@
+// Command mssql-standin runs the mssqltest SQL Server stand-in for demos.
+// The login password is read from MSSQL_STANDIN_PASSWORD only.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/keyescrow/keyescrow/internal/mssqltest"
+)
+
+func main() {
+	log.SetFlags(0)
+	log.SetPrefix("mssql-standin: ")
+	listen := flag.String("listen", "127.0.0.1:0", "listen address (only 127.0.0.1 with port 0 is supported)")
+	user := flag.String("user", "", "SQL login name")
+	serverName := flag.String("server-name", "", `@@SERVERNAME, e.g. SQLHOST01 or SQLHOST01\INST1`)
+	instance := flag.String("instance", "", "SERVERPROPERTY('InstanceName'); empty = default instance")
+	encrypt := flag.String("encrypt", "off", "off|required|not-supported|strict")
+	noControl := flag.Bool("no-control-server", false, "login lacks CONTROL SERVER")
+	portFile := flag.String("port-file", "", "write the port number to this file")
+	verbose := flag.Bool("v", false, "debug log to stderr")
+	flag.Parse()
+
+	password := os.Getenv("MSSQL_STANDIN_PASSWORD")
+	if *user == "" || password == "" {
+		log.Fatal("--user and env MSSQL_STANDIN_PASSWORD are required")
+	}
+	if host, port, err := net.SplitHostPort(*listen); err != nil || host != "127.0.0.1" || port != "0" {
+		log.Fatalf("--listen %q: only 127.0.0.1:0 is supported", *listen)
+	}
+	modes := map[string]mssqltest.EncryptionMode{
+		"off": mssqltest.EncryptOff, "required": mssqltest.EncryptRequired,
+		"not-supported": mssqltest.EncryptNotSupported, "strict": mssqltest.EncryptStrict,
+	}
+	mode, ok := modes[*encrypt]
+	if !ok {
+		log.Fatalf("--encrypt %q: want off, required, not-supported or strict", *encrypt)
+	}
+	cfg := mssqltest.Config{
+		Logins:       []mssqltest.Login{{User: *user, Password: password, ControlServer: !*noControl}},
+		ServerName:   *serverName,
+		InstanceName: *instance,
+		Encryption:   mode,
+	}
+	if *verbose {
+		cfg.Logf = log.Printf
+	}
+	srv, err := mssqltest.NewServer(cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(srv.Addr())
+	if *portFile != "" {
+		if err := os.WriteFile(*portFile, []byte(port), 0o644); err != nil {
+			srv.Close()
+			log.Fatal(err)
+		}
+	}
+	fmt.Printf("listening %s ca=%s\n", srv.Addr(), srv.CAFile())
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	<-sig
+	srv.Close()
+}

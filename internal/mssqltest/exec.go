@@ -1,0 +1,214 @@
+package mssqltest
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"unicode"
+	"unicode/utf16"
+)
+
+// exec runs a classified statement and appends its response tokens.
+func (c *conn) exec(kind StatementKind, sql string, t *tokens) {
+	s := c.s
+	fail := func(e Error) {
+		t.message(tokError, e, s.cfg.ServerName)
+		t.done(tokDone, doneError, 0, 0)
+	}
+	failErr := func(err error) {
+		var se *sqlError
+		if errors.As(err, &se) {
+			fail(se.err)
+			return
+		}
+		fail(Error{Number: 102, State: 1, Class: 15, Message: "Incorrect syntax near '" + firstWord(sql) + "'."})
+	}
+	switch kind {
+	case KindSelect:
+		items, err := parseSelect(sql)
+		if err != nil {
+			failErr(err)
+			return
+		}
+		cols, vals, err := evalSelect(items, c.facts())
+		if err != nil {
+			failErr(err)
+			return
+		}
+		t.colMetadata(cols)
+		t.row(cols, vals)
+		t.done(tokDone, doneCount, curCmdSelect, 1)
+	case KindBackupSMK:
+		path, pw, err := ParseBackupServiceMasterKey(sql)
+		if err != nil {
+			failErr(err)
+			return
+		}
+		if e := c.backupSMK(path, pw); e != nil {
+			fail(*e)
+			return
+		}
+		t.done(tokDone, doneFinal, 0, 0)
+	case KindRestoreSMK:
+		path, pw, _, err := ParseRestoreServiceMasterKey(sql)
+		if err != nil {
+			failErr(err)
+			return
+		}
+		if e := c.restoreSMK(path, pw); e != nil {
+			fail(*e)
+			return
+		}
+		t.done(tokDone, doneFinal, 0, 0)
+	default:
+		toks, err := lex(sql)
+		if err != nil {
+			failErr(err)
+			return
+		}
+		if toks[0].kind == tEOF {
+			t.done(tokDone, doneFinal, 0, 0)
+			return
+		}
+		fail(Error{Number: 102, State: 1, Class: 15, Message: fmt.Sprintf("Incorrect syntax near '%s'.", toks[0].text)})
+	}
+}
+
+func firstWord(sql string) string {
+	f := strings.Fields(sql)
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
+}
+
+func (c *conn) facts() facts {
+	s := c.s
+	var inst value
+	if s.cfg.InstanceName != "" {
+		inst = s.cfg.InstanceName
+	}
+	engine := int64(3) // Enterprise / Developer
+	switch {
+	case strings.Contains(s.cfg.Edition, "Standard"):
+		engine = 2
+	case strings.Contains(s.cfg.Edition, "Express"):
+		engine = 4
+	}
+	return facts{
+		props: map[string]value{
+			"MACHINENAME":    s.cfg.MachineName,
+			"SERVERNAME":     s.cfg.ServerName,
+			"INSTANCENAME":   inst,
+			"PRODUCTVERSION": s.cfg.ProductVersion,
+			"EDITION":        s.cfg.Edition,
+			"PRODUCTLEVEL":   "RTM",
+			"ENGINEEDITION":  engine,
+		},
+		globals: map[string]value{
+			"@@SERVERNAME": s.cfg.ServerName,
+			"@@VERSION":    s.versionString(),
+			"@@SPID":       int64(c.spid),
+		},
+		controlServer: c.login.ControlServer,
+	}
+}
+
+var errNoPermission = Error{Number: 15247, State: 1, Class: 16, Message: "User does not have permission to perform this action."}
+
+// checkPasswordPolicy applies the Windows-style policy SQL Server uses.
+func checkPasswordPolicy(pw string) *Error {
+	const prefix = "Password validation failed. The password does not meet the operating system policy requirements because it is "
+	n := len(utf16.Encode([]rune(pw)))
+	switch {
+	case n < 8:
+		return &Error{Number: 15116, State: 1, Class: 16, Message: prefix + "too short."}
+	case n > 128:
+		return &Error{Number: 15117, State: 1, Class: 16, Message: prefix + "too long."}
+	}
+	var up, low, dig, sym int
+	for _, r := range pw {
+		switch {
+		case unicode.IsUpper(r):
+			up = 1
+		case unicode.IsLower(r):
+			low = 1
+		case unicode.IsDigit(r):
+			dig = 1
+		default:
+			sym = 1
+		}
+	}
+	if up+low+dig+sym < 3 {
+		return &Error{Number: 15118, State: 1, Class: 16, Message: prefix + "not complex enough."}
+	}
+	return nil
+}
+
+func (s *Server) mapPath(p string) (string, error) {
+	if s.cfg.MapPath == nil {
+		return p, nil
+	}
+	return s.cfg.MapPath(p)
+}
+
+func (c *conn) backupSMK(path, pw string) *Error {
+	s := c.s
+	if !c.login.ControlServer {
+		return &errNoPermission
+	}
+	if e := checkPasswordPolicy(pw); e != nil {
+		return e
+	}
+	cannotWrite := &Error{Number: 15240, State: 1, Class: 16, Message: fmt.Sprintf(
+		"Cannot write into file '%s'. Verify that you have write permissions, that the file path is valid, and that the file does not already exist.", path)}
+	local, err := s.mapPath(path)
+	if err != nil {
+		s.logf("mssqltest: spid %d: MapPath: %v", c.spid, err)
+		return cannotWrite
+	}
+	data, err := sealKeyFile(s.ServiceMasterKey(), pw)
+	if err != nil {
+		return &Error{Number: 15320, State: 1, Class: 16, Message: "An error occurred while encrypting the service master key."}
+	}
+	f, err := os.OpenFile(local, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		s.logf("mssqltest: spid %d: BACKUP SERVICE MASTER KEY: %v", c.spid, err)
+		return cannotWrite
+	}
+	_, werr := f.Write(data)
+	cerr := f.Close()
+	if werr != nil || cerr != nil {
+		os.Remove(local)
+		return cannotWrite
+	}
+	return nil
+}
+
+func (c *conn) restoreSMK(path, pw string) *Error {
+	s := c.s
+	if !c.login.ControlServer {
+		return &errNoPermission
+	}
+	badFile := &Error{Number: 15317, State: 1, Class: 16, Message: "The master key file does not exist or has invalid format."}
+	local, err := s.mapPath(path)
+	if err != nil {
+		return badFile
+	}
+	data, err := os.ReadFile(local)
+	if err != nil {
+		return badFile
+	}
+	smk, err := OpenKeyFile(data, pw)
+	switch {
+	case errors.Is(err, ErrWrongPassword):
+		return &Error{Number: 15466, State: 1, Class: 16, Message: "An error occurred during decryption."}
+	case err != nil:
+		return badFile
+	}
+	s.mu.Lock()
+	s.smk = smk
+	s.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,188 @@
+package mssqltest
+
+import (
+	"encoding/binary"
+	"strconv"
+	"unicode/utf16"
+)
+
+// Token types.
+const (
+	tokColMetadata byte = 0x81
+	tokError       byte = 0xAA
+	tokInfo        byte = 0xAB
+	tokLoginAck    byte = 0xAD
+	tokRow         byte = 0xD1
+	tokEnvChange   byte = 0xE3
+	tokDone        byte = 0xFD
+	tokDoneProc    byte = 0xFE
+)
+
+// DONE status bits.
+const (
+	doneFinal uint16 = 0x00
+	doneMore  uint16 = 0x01
+	doneError uint16 = 0x02
+	doneCount uint16 = 0x10
+	doneAttn  uint16 = 0x20
+)
+
+// ENVCHANGE types.
+const (
+	envDatabase  byte = 1
+	envLanguage  byte = 2
+	envPacket    byte = 4
+	envCollation byte = 7
+	envResetAck  byte = 18
+)
+
+// Column types.
+const (
+	typeIntN     byte = 0x26
+	typeNVarChar byte = 0xE7
+)
+
+const curCmdSelect uint16 = 0xC1
+
+// collationLatin1 is SQL_Latin1_General_CP1_CI_AS (LCID 0x0409, flags 0xD0, sort id 52).
+var collationLatin1 = []byte{0x09, 0x04, 0xD0, 0x00, 0x34}
+
+// ucs2 encodes s as UTF-16LE.
+func ucs2(s string) []byte {
+	u := utf16.Encode([]rune(s))
+	b := make([]byte, 2*len(u))
+	for i, c := range u {
+		binary.LittleEndian.PutUint16(b[2*i:], c)
+	}
+	return b
+}
+
+// fromUCS2 decodes UTF-16LE (a trailing odd byte is dropped).
+func fromUCS2(b []byte) string {
+	u := make([]uint16, len(b)/2)
+	for i := range u {
+		u[i] = binary.LittleEndian.Uint16(b[2*i:])
+	}
+	return string(utf16.Decode(u))
+}
+
+// tokens accumulates a token stream.
+type tokens []byte
+
+func (t *tokens) u8(v byte)     { *t = append(*t, v) }
+func (t *tokens) u16(v uint16)  { *t = binary.LittleEndian.AppendUint16(*t, v) }
+func (t *tokens) u32(v uint32)  { *t = binary.LittleEndian.AppendUint32(*t, v) }
+func (t *tokens) u64(v uint64)  { *t = binary.LittleEndian.AppendUint64(*t, v) }
+func (t *tokens) raw(b []byte)  { *t = append(*t, b...) }
+func (t *tokens) bvar(s string) { u := ucs2(s); t.u8(byte(len(u) / 2)); t.raw(u) }
+func (t *tokens) usvar(s string) {
+	u := ucs2(s)
+	t.u16(uint16(len(u) / 2))
+	t.raw(u)
+}
+
+// withLen writes a token whose body is prefixed by a 16-bit length.
+func (t *tokens) withLen(tok byte, body func(b *tokens)) {
+	var b tokens
+	body(&b)
+	t.u8(tok)
+	t.u16(uint16(len(b)))
+	t.raw(b)
+}
+
+func (t *tokens) done(tok byte, status uint16, curCmd uint16, rows uint64) {
+	t.u8(tok)
+	t.u16(status)
+	t.u16(curCmd)
+	t.u64(rows)
+}
+
+// message writes an ERROR or INFO token.
+func (t *tokens) message(tok byte, e Error, server string) {
+	t.withLen(tok, func(b *tokens) {
+		b.u32(uint32(e.Number))
+		b.u8(e.State)
+		b.u8(e.Class)
+		b.usvar(e.Message)
+		b.bvar(server)
+		b.bvar("")
+		b.u32(1)
+	})
+}
+
+func (t *tokens) envString(typ byte, newV, oldV string) {
+	t.withLen(tokEnvChange, func(b *tokens) {
+		b.u8(typ)
+		b.bvar(newV)
+		b.bvar(oldV)
+	})
+}
+
+func (t *tokens) envBytes(typ byte, newV, oldV []byte) {
+	t.withLen(tokEnvChange, func(b *tokens) {
+		b.u8(typ)
+		b.u8(byte(len(newV)))
+		b.raw(newV)
+		b.u8(byte(len(oldV)))
+		b.raw(oldV)
+	})
+}
+
+func (t *tokens) loginAck(progName string, maj, mnr, build int) {
+	t.withLen(tokLoginAck, func(b *tokens) {
+		b.u8(1)                      // SQL_TSQL
+		b.raw([]byte{0x74, 0, 0, 4}) // TDS 7.4
+		b.bvar(progName)
+		b.raw([]byte{byte(maj), byte(mnr), byte(build >> 8), byte(build)})
+	})
+}
+
+// column describes one result column.
+type column struct {
+	name   string
+	isInt  bool
+	maxLen int // characters, for NVARCHAR
+}
+
+// value is one cell: nil, int64 or string.
+type value any
+
+func (t *tokens) colMetadata(cols []column) {
+	t.u8(tokColMetadata)
+	t.u16(uint16(len(cols)))
+	for _, c := range cols {
+		t.u32(0)      // user type
+		t.u16(0x0001) // nullable
+		if c.isInt {
+			t.u8(typeIntN)
+			t.u8(4)
+		} else {
+			t.u8(typeNVarChar)
+			t.u16(uint16(2 * c.maxLen))
+			t.raw(collationLatin1)
+		}
+		t.bvar(c.name)
+	}
+}
+
+func (t *tokens) row(cols []column, vals []value) {
+	t.u8(tokRow)
+	for i, c := range cols {
+		v := vals[i]
+		switch {
+		case v == nil && c.isInt:
+			t.u8(0)
+		case v == nil:
+			t.u16(0xFFFF)
+		case c.isInt:
+			t.u8(4)
+			t.u32(uint32(int32(v.(int64))))
+		default:
+			u := ucs2(v.(string))
+			t.u16(uint16(len(u)))
+			t.raw(u)
+		}
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

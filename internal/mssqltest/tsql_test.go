@@ -1,0 +1,77 @@
+//go:build unix
+
+package mssqltest
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestFreeTDSClientAgrees cross-checks the stand-in with an independent TDS
+// implementation: FreeTDS tsql. The password is not put on tsql's argv:
+// without -P, tsql reads it from the terminal, or from stdin when there is
+// no controlling terminal (hence Setsid).
+func TestFreeTDSClientAgrees(t *testing.T) {
+	tsql, err := exec.LookPath("tsql")
+	if err != nil {
+		skipOrFail(t, "FreeTDS tsql not installed (Debian package freetds-bin): %v", err)
+	}
+	for _, tt := range []struct {
+		name string
+		mode EncryptionMode
+	}{
+		{"tsql works with a server without TLS", EncryptNotSupported},
+		{"tsql works with an OFF server (login encrypted)", EncryptOff},
+		{"tsql works with a forced-encryption server", EncryptRequired},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := startServer(t, Config{Encryption: tt.mode, ServerName: `SQLHOST01\INST1`, InstanceName: "INST1"})
+			dir := t.TempDir()
+			keyPath := filepath.Join(dir, "it's tsql.key")
+			pw := "Tsql-Pa55'word"
+			input := adminPass + "\n" +
+				"SELECT @@SERVERNAME AS name\ngo\n" +
+				backupStmt(keyPath, pw) + "\ngo\n" +
+				"SELECT 'after-backup'\ngo\nexit\n"
+			host, port, _ := strings.Cut(srv.Addr(), ":")
+			if _, err := strconv.Atoi(port); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, tsql, "-H", host, "-p", port, "-U", adminUser)
+			cmd.Env = append(os.Environ(), "TDSVER=7.4", "FREETDSCONF=/dev/null", "HOME="+dir)
+			cmd.Stdin = strings.NewReader(input)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("tsql: %v\n%s", err, out.String())
+			}
+			got := out.String()
+			for _, want := range []string{`SQLHOST01\INST1`, "after-backup"} {
+				if !strings.Contains(got, want) {
+					t.Fatalf("tsql output lacks %q:\n%s", want, got)
+				}
+			}
+			if strings.Contains(got, "Msg ") {
+				t.Fatalf("tsql reported an error:\n%s", got)
+			}
+			data, err := os.ReadFile(keyPath)
+			if err != nil {
+				t.Fatalf("key file: %v\n%s", err, got)
+			}
+			if _, err := OpenKeyFile(data, pw); err != nil {
+				t.Fatalf("OpenKeyFile: %v", err)
+			}
+		})
+	}
+}
