@@ -30,6 +30,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
+	_ = os.Chmod(dir, 0o755) // tests also run it as an unprivileged user
 	binary = filepath.Join(dir, "keyescrow")
 	if runtime.GOOS == "windows" {
 		binary += ".exe"
