@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"time"
 
 	mssql "github.com/microsoft/go-mssqldb"
 	// Kerberos (integrated authentication on Linux) is offered by the driver
@@ -28,12 +29,22 @@ type Info struct {
 	ControlServer  bool // the login holds CONTROL SERVER
 }
 
+// Default time limits, so that a hung server never holds the host lock
+// forever under cron. A DSN's own "dial timeout" and "connection timeout"
+// still apply within them.
+const (
+	DefaultConnectTimeout   = time.Minute
+	DefaultStatementTimeout = 5 * time.Minute
+)
+
 // Client is one connection to one SQL Server. It is not safe for concurrent
 // use; keyescrow sends one statement at a time.
 type Client struct {
 	db   *sql.DB
 	conn *sql.Conn
 	log  *slog.Logger
+	// StatementTimeout bounds each statement; zero means no limit.
+	StatementTimeout time.Duration
 }
 
 // Open connects with dsn (go-mssqldb URL or ADO form; SQL login, Windows
@@ -46,9 +57,11 @@ func Open(ctx context.Context, dsn secret.Value, log *slog.Logger) (*Client, err
 	}
 	db := sql.OpenDB(connector)
 	db.SetMaxOpenConns(1)
-	conn, err := db.Conn(ctx)
+	cctx, cancel := context.WithTimeout(ctx, DefaultConnectTimeout)
+	defer cancel()
+	conn, err := db.Conn(cctx)
 	if err == nil {
-		err = conn.PingContext(ctx)
+		err = conn.PingContext(cctx)
 	}
 	if err != nil {
 		if conn != nil {
@@ -57,7 +70,7 @@ func Open(ctx context.Context, dsn secret.Value, log *slog.Logger) (*Client, err
 		_ = db.Close()
 		return nil, translate("connect", err)
 	}
-	return &Client{db: db, conn: conn, log: log}, nil
+	return &Client{db: db, conn: conn, log: log, StatementTimeout: DefaultStatementTimeout}, nil
 }
 
 // Close ends the session.
@@ -75,6 +88,8 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 		machine, server, instance, version, edition sql.NullString
 		control                                     sql.NullInt64
 	)
+	ctx, cancel := c.limit(ctx)
+	defer cancel()
 	err := c.conn.QueryRowContext(ctx, infoQuery).Scan(&machine, &server, &instance, &version, &edition, &control)
 	if err != nil {
 		return Info{}, translate("query", err)
@@ -98,6 +113,8 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 // never logged.
 func (c *Client) BackupServiceMasterKey(ctx context.Context, serverPath string, password secret.Value) error {
 	c.log.DebugContext(ctx, "running BACKUP SERVICE MASTER KEY", "server_path", serverPath)
+	ctx, cancel := c.limit(ctx)
+	defer cancel()
 	_, err := c.conn.ExecContext(ctx, BackupServiceMasterKeyStatement(serverPath, password))
 	return translate("backup", err)
 }
@@ -107,6 +124,16 @@ func (c *Client) BackupServiceMasterKey(ctx context.Context, serverPath string, 
 // explicit confirmation.
 func (c *Client) RestoreServiceMasterKey(ctx context.Context, serverPath string, password secret.Value, force bool) error {
 	c.log.DebugContext(ctx, "running RESTORE SERVICE MASTER KEY", "server_path", serverPath, "force", force)
+	ctx, cancel := c.limit(ctx)
+	defer cancel()
 	_, err := c.conn.ExecContext(ctx, RestoreServiceMasterKeyStatement(serverPath, password, force))
 	return translate("restore", err)
+}
+
+// limit applies StatementTimeout to one statement.
+func (c *Client) limit(ctx context.Context) (context.Context, context.CancelFunc) {
+	if c.StatementTimeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, c.StatementTimeout)
 }

@@ -331,3 +331,18 @@ func TestAnExistingFileIsNeverOverwrittenMsg15240(t *testing.T) {
 		t.Fatalf("the existing file changed: %q", b)
 	}
 }
+
+func TestAHungStatementEndsAtTheStatementTimeoutAsExit3(t *testing.T) {
+	srv := newStandin(t, mssqltest.Config{})
+	srv.Inject(mssqltest.Fault{Kind: mssqltest.KindBackupSMK, Delay: time.Minute})
+	c := open(t, srv.DSN(testUser, testLoginPW, nil))
+	c.StatementTimeout = 200 * time.Millisecond
+	start := time.Now()
+	err := c.BackupServiceMasterKey(context.Background(), filepath.Join(t.TempDir(), "k.key"), secret.New(testBackupPW))
+	if exitcode.Code(err) != exitcode.SQLServer || !strings.Contains(err.Error(), "did not answer in time") {
+		t.Fatalf("got %v (exit %d)", err, exitcode.Code(err))
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("took %v", d)
+	}
+}
