@@ -108,6 +108,8 @@ func (in policyInput) judgeRegion(checks []receipt.Check, failures []string) ([]
 		switch {
 		case in.dest.Region != "" && !strings.EqualFold(in.dest.Region, p.Value):
 			fail(fmt.Sprintf("the destination is in %s but the configuration says %s: correct region", p.Value, in.dest.Region))
+		case in.homeRegion == "":
+			fail(fmt.Sprintf("the destination is in %s but home_region is not set, so it cannot be proven to be elsewhere: set home_region, or list \"region\" under waive", p.Value))
 		case strings.EqualFold(p.Value, in.homeRegion):
 			fail(fmt.Sprintf("the destination is in %s, the same region as this host (home_region): use a destination in another region, or list \"region\" under waive", p.Value))
 		default:

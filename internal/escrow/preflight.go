@@ -19,6 +19,10 @@ import (
 // them. It returns the destinations that may be written, and an error (exit 4
 // or 5) describing those refused, whose receipt entries it adds.
 func (r *Runner) preflight(ctx context.Context, rec *receipt.Receipt) ([]target, error) {
+	if len(r.Destinations) == 0 {
+		// Nothing could be proven: never report a run without copies as ok.
+		return nil, exitcode.Wrap(exitcode.Usage, errors.New("no destination is configured: add at least one under destinations"))
+	}
 	results := r.Preflight(ctx)
 	var (
 		targets []target
@@ -97,7 +101,12 @@ func (r *Runner) preflightOne(ctx context.Context, d Destination) PreflightResul
 		return res
 	}
 	if rt := d.Config.Retention; rt != nil {
-		until := r.Clock().Add(time.Duration(rt.Days) * 24 * time.Hour).UTC().Truncate(time.Second)
+		// Whole seconds, rounded up: the lock asked for is never shorter
+		// than the configured days.
+		until := r.Clock().Add(time.Duration(rt.Days) * 24 * time.Hour).UTC()
+		if t := until.Truncate(time.Second); t.Before(until) {
+			until = t.Add(time.Second)
+		}
 		res.Target.retention = &storage.Retention{Mode: rt.Mode, Until: until}
 	}
 	return res
