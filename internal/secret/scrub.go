@@ -33,10 +33,10 @@ func (s *Scrubber) Add(vals ...Value) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, v := range vals {
-		if len(v.v) < minScrubLen {
+		if len(v.Reveal()) < minScrubLen {
 			continue
 		}
-		s.values = append(s.values, variants(v.v)...)
+		s.values = append(s.values, variants(v.Reveal())...)
 	}
 	// Longer values first, so a secret that contains another is replaced whole.
 	slices.SortFunc(s.values, func(a, b string) int { return len(b) - len(a) })

@@ -17,18 +17,27 @@ import (
 const Redacted = "[REDACTED]"
 
 // Value holds a secret string. The zero Value is empty.
+//
+// The string sits behind a pointer so that the verbs fmt never routes through
+// Format (%p) and a Value inside a struct's unexported field (which fmt
+// prints by reflection) show an address, never the secret.
 type Value struct {
-	v string
+	v *string
 }
 
 // New wraps s.
-func New(s string) Value { return Value{v: s} }
+func New(s string) Value { return Value{v: &s} }
 
 // Reveal returns the secret itself. Call it only where the secret is used.
-func (s Value) Reveal() string { return s.v }
+func (s Value) Reveal() string {
+	if s.v == nil {
+		return ""
+	}
+	return *s.v
+}
 
 // Empty reports whether the secret is the empty string.
-func (s Value) Empty() bool { return s.v == "" }
+func (s Value) Empty() bool { return s.Reveal() == "" }
 
 // String implements fmt.Stringer.
 func (s Value) String() string { return Redacted }

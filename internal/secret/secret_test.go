@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -195,5 +196,39 @@ func TestScrubberHandler(t *testing.T) {
 				t.Error("Enabled does not follow the wrapped handler")
 			}
 		})
+	}
+}
+
+func TestPointerVerbAndUnexportedFieldsNeverShowTheSecret(t *testing.T) {
+	const pw = "Leak-Me-Not#1"
+	type holder struct{ pw Value }
+	for _, got := range []string{
+		fmt.Sprintf("%p", New(pw)),
+		fmt.Sprintf("%v", holder{New(pw)}),
+		fmt.Sprintf("%+v", holder{New(pw)}),
+		fmt.Sprintf("%#v", holder{New(pw)}),
+	} {
+		if strings.Contains(got, pw) {
+			t.Errorf("the secret shows: %s", got)
+		}
+	}
+	if New(pw).Reveal() != pw || (Value{}).Reveal() != "" || !(Value{}).Empty() {
+		t.Error("Reveal/Empty changed")
+	}
+}
+
+func TestScrubberCatchesJSONAndQuotedForms(t *testing.T) {
+	const pw = `wörd&1<"x\y>`
+	s := NewScrubber()
+	s.Add(New(pw))
+	enc, _ := json.Marshal(map[string]string{"k": pw})
+	var plain strings.Builder
+	e := json.NewEncoder(&plain)
+	e.SetEscapeHTML(false)
+	_ = e.Encode(pw)
+	for _, text := range []string{string(enc), plain.String(), strconv.Quote(pw), strconv.QuoteToASCII(pw)} {
+		if out := s.String(text); out == text || strings.Contains(out, "wörd") || strings.Contains(out, `w\u00f6rd`) {
+			t.Errorf("not scrubbed: %s → %s", text, out)
+		}
 	}
 }
