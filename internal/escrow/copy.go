@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyescrow/keyescrow/internal/config"
 	"github.com/keyescrow/keyescrow/internal/exitcode"
 	"github.com/keyescrow/keyescrow/internal/receipt"
 	"github.com/keyescrow/keyescrow/internal/storage"
@@ -21,8 +22,22 @@ type target struct {
 	name      string
 	backend   storage.Backend
 	region    string
-	retention *storage.Retention // asked for each copy; nil for none
+	retain    *config.Retention  // configured lock; nil for none
+	retention *storage.Retention // the lock asked for this write (lockUntil)
 	checks    []receipt.Check
+}
+
+// lockUntil is the retention asked for a write at now: the configured days
+// in whole seconds, rounded up so the lock is never shorter than configured.
+func (t target) lockUntil(now time.Time) *storage.Retention {
+	if t.retain == nil {
+		return nil
+	}
+	until := now.Add(time.Duration(t.retain.Days) * 24 * time.Hour).UTC()
+	if tr := until.Truncate(time.Second); tr.Before(until) {
+		until = tr.Add(time.Second)
+	}
+	return &storage.Retention{Mode: t.retain.Mode, Until: until}
 }
 
 // copyAndProve writes kf to t under key, create-only, and proves the copy:

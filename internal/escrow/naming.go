@@ -75,11 +75,15 @@ func receiptKey(key string) string { return key + ".receipt.json" }
 
 // serverJoin joins a folder and a file name in the folder's own style, so a
 // Windows server's folder (C:\keys, \\share\keys) gets a backslash whatever
-// the platform keyescrow runs on.
+// the platform keyescrow runs on, and a POSIX folder a slash.
 func serverJoin(dir, name string) string {
 	sep := "/"
-	if strings.Contains(dir, `\`) || (len(dir) >= 2 && dir[1] == ':') {
+	switch {
+	case strings.HasPrefix(dir, "/"):
+	case strings.Contains(dir, `\`):
+		sep = `\`
+	case len(dir) >= 2 && dir[1] == ':' && !strings.Contains(dir, "/"):
 		sep = `\`
 	}
-	return strings.TrimRight(dir, `/\`) + sep + name
+	return strings.TrimRight(dir, sep) + sep + name
 }

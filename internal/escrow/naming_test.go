@@ -105,7 +105,7 @@ func TestServerJoinUsesTheFoldersOwnSeparator(t *testing.T) {
 		{`C:\keys\`, `C:\keys\n.key`},
 		{`C:`, `C:\n.key`},
 		{`C:\`, `C:\n.key`},
-		{`D:/keys`, `D:/keys\n.key`},
+		{`D:/keys`, `D:/keys/n.key`},
 		{`\\srv\share\`, `\\srv\share\n.key`},
 		{`\\srv\share\keys`, `\\srv\share\keys\n.key`},
 		{"/var/opt/mssql/", "/var/opt/mssql/n.key"},

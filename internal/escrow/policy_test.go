@@ -398,3 +398,21 @@ func TestTheLockAskedForIsNeverShorterThanTheConfiguredDays(t *testing.T) {
 		t.Errorf("until %s is not whole seconds", u)
 	}
 }
+
+func TestASQLFailureBesideARefusedDestinationShowsBothAndExitsWithTheLarger(t *testing.T) {
+	e := newEnv(t, func(s *setup) {
+		s.mem.Region = homeRegion
+		s.memDest.Region = ""
+		s.user, s.pass = plainUser, plainPass // no CONTROL SERVER: Msg 15247
+	})
+	rec, err := e.backup()
+	if code := exitcode.Code(err); code != exitcode.Policy {
+		t.Fatalf("exit code %d (%v), want 4 (the larger of 3 and 4)", code, err)
+	}
+	if rec.Error == nil || rec.Error.Code != exitcode.SQLServer || !strings.Contains(rec.Error.Message, "15247") {
+		t.Errorf("the run's own error %+v, want the SQL failure with code 3", rec.Error)
+	}
+	if m := dest(t, rec, memName); m.Status != receipt.DestRefused || m.Error == nil || m.Error.Code != exitcode.Policy {
+		t.Errorf("the refused destination: %+v", m)
+	}
+}

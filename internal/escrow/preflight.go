@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/keyescrow/keyescrow/internal/exitcode"
 	"github.com/keyescrow/keyescrow/internal/receipt"
@@ -101,13 +100,7 @@ func (r *Runner) preflightOne(ctx context.Context, d Destination) PreflightResul
 		return res
 	}
 	if rt := d.Config.Retention; rt != nil {
-		// Whole seconds, rounded up: the lock asked for is never shorter
-		// than the configured days.
-		until := r.Clock().Add(time.Duration(rt.Days) * 24 * time.Hour).UTC()
-		if t := until.Truncate(time.Second); t.Before(until) {
-			until = t.Add(time.Second)
-		}
-		res.Target.retention = &storage.Retention{Mode: rt.Mode, Until: until}
+		res.Target.retain = rt
 	}
 	return res
 }

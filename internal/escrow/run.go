@@ -68,29 +68,32 @@ func (r *Runner) newReceipt() *receipt.Receipt {
 // destination. The receipt is returned even when err is not nil.
 func (r *Runner) Backup(ctx context.Context) (*receipt.Receipt, error) {
 	rec := r.newReceipt()
-	err := r.backup(ctx, rec)
-	return r.finish(rec, err)
+	runErr, destErr := r.backup(ctx, rec)
+	return r.finish(rec, runErr, destErr)
 }
 
-func (r *Runner) backup(ctx context.Context, rec *receipt.Receipt) error {
+// backup returns the run's own failure (SQL Server, lock, key file) apart
+// from the destinations' failures (refused, transfer, verification), so the
+// receipt can show both and the exit code is the largest of them.
+func (r *Runner) backup(ctx context.Context, rec *receipt.Receipt) (runErr, destErr error) {
 	targets, refused := r.preflight(ctx, rec)
 	if len(targets) == 0 {
-		return refused
+		return nil, refused
 	}
 	release, err := r.Lock()
 	if err != nil {
-		return err
+		return err, refused
 	}
 	defer release()
 
 	db, err := r.ConnectSQL(ctx)
 	if err != nil {
-		return err
+		return err, refused
 	}
 	defer db.Close()
 	info, err := db.Info(ctx)
 	if err != nil {
-		return err
+		return err, refused
 	}
 	rec.Host, rec.Instance = info.MachineName, info.InstanceName
 	r.Log.InfoContext(ctx, "connected to SQL Server", "server", info.ServerName, "version", info.ProductVersion, "edition", info.Edition)
@@ -101,7 +104,7 @@ func (r *Runner) backup(ctx context.Context, rec *receipt.Receipt) error {
 		localDir, localKey = b.ServerDirectory, "backup.server_directory"
 	}
 	if err := checkPrivateDir(localDir, localKey); err != nil {
-		return err
+		return err, refused
 	}
 	name := backupFileName(info.ServerName, r.Clock(), r.RunID)
 	serverPath, localPath := serverJoin(b.ServerDirectory, name), filepath.Join(localDir, name)
@@ -113,24 +116,20 @@ func (r *Runner) backup(ctx context.Context, rec *receipt.Receipt) error {
 			restrict(localPath)
 			r.Log.WarnContext(ctx, "the backup failed but a key file exists; it is kept, owner-only", "path", localPath)
 		}
-		return err
+		return err, refused
 	}
 	restrict(localPath)
 	kf, err := readKeyFile(localPath)
 	if err != nil {
 		if os.IsNotExist(err) {
-			return exitcode.Wrap(exitcode.SQLServer, fmt.Errorf("SQL Server reported the backup done, but the file is not at %s: when this host sees server_directory under another path, set backup.local_directory", localPath))
+			return exitcode.Wrap(exitcode.SQLServer, fmt.Errorf("SQL Server reported the backup done, but the file is not at %s: when this host sees server_directory under another path, set backup.local_directory", localPath)), refused
 		}
-		return exitcode.Wrap(exitcode.SQLServer, fmt.Errorf("reading the key file SQL Server wrote: %w", err))
+		return exitcode.Wrap(exitcode.SQLServer, fmt.Errorf("reading the key file SQL Server wrote: %w", err)), refused
 	}
 	key := func(prefix string) string { return objectKey(prefix, rec.Host, rec.Instance, rec.Kind, name) }
-	if err := r.archive(ctx, rec, kf, targets, key); err != nil {
+	if err := errors.Join(r.archive(ctx, rec, kf, targets, key), refused); err != nil {
 		r.Log.WarnContext(ctx, "not every destination is verified; the local key file is kept, owner-only", "path", localPath)
-		return errors.Join(err, refused)
-	}
-	if refused != nil {
-		r.Log.WarnContext(ctx, "a destination was refused; the local key file is kept, owner-only", "path", localPath)
-		return refused
+		return nil, err
 	}
 	if !b.KeepLocal {
 		if err := os.Remove(localPath); err != nil {
@@ -139,7 +138,7 @@ func (r *Runner) backup(ctx context.Context, rec *receipt.Receipt) error {
 			r.Log.InfoContext(ctx, "removed the local key file: every destination is verified", "path", localPath)
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 // Archive archives an existing key file without SQL Server. The file is
@@ -147,26 +146,26 @@ func (r *Runner) backup(ctx context.Context, rec *receipt.Receipt) error {
 func (r *Runner) Archive(ctx context.Context, file, instance string) (*receipt.Receipt, error) {
 	rec := r.newReceipt()
 	rec.Host, rec.Instance = r.Hostname, instance
-	err := func() error {
+	runErr, destErr := func() (error, error) {
 		kf, err := readKeyFile(file)
 		if err != nil {
-			return exitcode.Wrap(exitcode.Usage, fmt.Errorf("cannot archive %s: %w", file, err))
+			return exitcode.Wrap(exitcode.Usage, fmt.Errorf("cannot archive %s: %w", file, err)), nil
 		}
 		name := archiveFileName(file, r.Clock(), r.RunID)
 		rec.File = &receipt.File{Name: name}
 		targets, refused := r.preflight(ctx, rec)
 		if len(targets) == 0 {
-			return refused
+			return nil, refused
 		}
 		release, err := r.Lock()
 		if err != nil {
-			return err
+			return err, refused
 		}
 		defer release()
 		key := func(prefix string) string { return objectKey(prefix, rec.Host, rec.Instance, rec.Kind, name) }
-		return errors.Join(r.archive(ctx, rec, kf, targets, key), refused)
+		return nil, errors.Join(r.archive(ctx, rec, kf, targets, key), refused)
 	}()
-	return r.finish(rec, err)
+	return r.finish(rec, runErr, destErr)
 }
 
 // archive copies kf to every target concurrently, proves each copy, then
@@ -177,8 +176,12 @@ func (r *Runner) archive(ctx context.Context, rec *receipt.Receipt, kf *keyFile,
 	results := make([]receipt.Destination, len(targets))
 	errs := make([]error, len(targets))
 	keys := make([]string, len(targets))
+	now := r.Clock()
 	var wg sync.WaitGroup
-	for i, t := range targets {
+	for i := range targets {
+		// The lock runs the configured days from the write, not from preflight.
+		targets[i].retention = targets[i].lockUntil(now)
+		t := targets[i]
 		keys[i] = key(r.destConfig(t.name).Prefix)
 		wg.Go(func() {
 			results[i], errs[i] = copyAndProve(ctx, t, keys[i], kf)
@@ -248,11 +251,17 @@ func (r *Runner) logDestination(ctx context.Context, d receipt.Destination) {
 	r.Log.ErrorContext(ctx, "destination failed", "destination", d.Name, "location", d.Location, "err", d.Error.Message)
 }
 
-// finish stamps the receipt with its outcome.
-func (r *Runner) finish(rec *receipt.Receipt, err error) (*receipt.Receipt, error) {
-	if err != nil && errors.Is(err, context.Canceled) {
-		err = exitcode.Wrap(exitcode.Interrupted, fmt.Errorf("interrupted: %w", err))
+// finish stamps the receipt with its outcome: runErr is the run's own
+// failure, destErr the destinations'; the exit code is the largest.
+func (r *Runner) finish(rec *receipt.Receipt, runErr, destErr error) (*receipt.Receipt, error) {
+	interrupted := func(err error) error {
+		if err != nil && errors.Is(err, context.Canceled) {
+			return exitcode.Wrap(exitcode.Interrupted, fmt.Errorf("interrupted: %w", err))
+		}
+		return err
 	}
+	runErr, destErr = interrupted(runErr), interrupted(destErr)
+	err := errors.Join(runErr, destErr)
 	rec.FinishedAt = r.Clock().UTC()
 	rec.ExitCode = exitcode.Code(err)
 	order := map[string]int{}
@@ -265,8 +274,11 @@ func (r *Runner) finish(rec *receipt.Receipt, err error) (*receipt.Receipt, erro
 		return rec, nil
 	}
 	rec.Status = receipt.StatusFailed
-	if !destinationsExplain(rec) {
-		rec.Error = &receipt.Error{Code: rec.ExitCode, Message: err.Error()}
+	switch {
+	case runErr != nil:
+		rec.Error = &receipt.Error{Code: exitcode.Code(runErr), Message: runErr.Error()}
+	case !destinationsExplain(rec):
+		rec.Error = &receipt.Error{Code: rec.ExitCode, Message: destErr.Error()}
 	}
 	return rec, err
 }
