@@ -369,6 +369,8 @@ func TestBadInputFailsClearly(t *testing.T) {
 			}},
 		{name: "a key folder open to other users is refused", code: 2, stderr: []string{"chmod o-rwx"}, noBackup: true,
 			setup: func(e *env) []string { _ = os.Chmod(e.keyDir, 0o755); return nil }},
+		{name: "a Windows server folder without local_directory is refused before the backup", code: 2, stderr: []string{"set backup.local_directory"}, noBackup: true,
+			setup: func(e *env) []string { return []string{"--set", `backup.server_directory=C:\keys`} }},
 		{name: "a missing destination folder is refused before the backup", code: 4, stderr: []string{"mount the medium or create the folder"}, noBackup: true,
 			setup: func(e *env) []string { _ = os.RemoveAll(e.usbDir); return nil }},
 		{name: "a server that drops the connection is exit 3", code: 3, stderr: []string{"SQL Server backup failed"},

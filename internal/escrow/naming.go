@@ -87,3 +87,9 @@ func serverJoin(dir, name string) string {
 	}
 	return strings.TrimRight(dir, sep) + sep + name
 }
+
+// isWindowsPath reports whether dir is a drive or UNC path (C:\keys,
+// \\server\share).
+func isWindowsPath(dir string) bool {
+	return strings.HasPrefix(dir, `\\`) || (len(dir) >= 3 && dir[1] == ':' && (dir[2] == '\\' || dir[2] == '/'))
+}

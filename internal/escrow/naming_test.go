@@ -118,3 +118,11 @@ func TestServerJoinUsesTheFoldersOwnSeparator(t *testing.T) {
 		}
 	}
 }
+
+func TestIsWindowsPathKnowsDrivesAndShares(t *testing.T) {
+	for dir, want := range map[string]bool{`C:\keys`: true, `D:/keys`: true, `\\srv\share\k`: true, "/var/opt/mssql": false, "keys": false, "C:": false} {
+		if got := isWindowsPath(dir); got != want {
+			t.Errorf("isWindowsPath(%q) = %v, want %v", dir, got, want)
+		}
+	}
+}

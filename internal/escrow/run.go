@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -102,6 +103,9 @@ func (r *Runner) backup(ctx context.Context, rec *receipt.Receipt) (runErr, dest
 	localDir, localKey := b.LocalDirectory, "backup.local_directory"
 	if localDir == "" {
 		localDir, localKey = b.ServerDirectory, "backup.server_directory"
+	}
+	if b.LocalDirectory == "" && runtime.GOOS != "windows" && isWindowsPath(b.ServerDirectory) {
+		return exitcode.Wrap(exitcode.Usage, fmt.Errorf("backup.server_directory %s is a Windows path, which this host cannot open: set backup.local_directory to where this host sees that folder (a mounted share)", b.ServerDirectory)), refused
 	}
 	if err := checkPrivateDir(localDir, localKey); err != nil {
 		return err, refused
