@@ -17,7 +17,7 @@ func (a *App) runBackup(ctx context.Context, inv *invocation) error {
 	if len(inv.args) > 0 {
 		return inv.failEarly(exitcode.Wrap(exitcode.Usage, fmt.Errorf("backup takes no arguments (got %q): the configuration says what to back up", inv.args[0])))
 	}
-	cfg, err := inv.loadConfig()
+	cfg, r, err := inv.setup()
 	if err != nil {
 		return inv.failEarly(err)
 	}
@@ -29,11 +29,6 @@ func (a *App) runBackup(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return inv.failEarly(err)
 	}
-	dests, err := inv.openDestinations(cfg)
-	if err != nil {
-		return inv.failEarly(err)
-	}
-	r := inv.runner(cfg, dests)
 	r.Password = pw
 	r.ConnectSQL = inv.connectSQL(dsn)
 	rec, err := r.Backup(ctx)
@@ -48,15 +43,10 @@ func (a *App) runArchive(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return inv.failEarly(exitcode.Wrap(exitcode.Usage, err))
 	}
-	cfg, err := inv.loadConfig()
+	_, r, err := inv.setup()
 	if err != nil {
 		return inv.failEarly(err)
 	}
-	dests, err := inv.openDestinations(cfg)
-	if err != nil {
-		return inv.failEarly(err)
-	}
-	r := inv.runner(cfg, dests)
 	host, err := a.Hostname()
 	if err != nil || host == "" {
 		host = "localhost"

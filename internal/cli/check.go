@@ -67,22 +67,16 @@ func (a *App) runCheck(ctx context.Context, inv *invocation) error {
 }
 
 func (a *App) check(ctx context.Context, inv *invocation, rep *checkReport) error {
-	cfg, err := inv.loadConfig()
+	cfg, r, err := inv.setup()
 	if err != nil {
 		rep.Error = &receipt.Error{Code: exitcode.Code(err), Message: err.Error()}
 		return err
 	}
 	rep.Waived = append(rep.Waived, cfg.Waive...)
-	dests, err := inv.openDestinations(cfg)
-	if err != nil {
-		rep.Error = &receipt.Error{Code: exitcode.Code(err), Message: err.Error()}
-		return err
-	}
 	var errs []error
 	rep.SQLServer, err = inv.checkSQL(ctx, cfg)
 	errs = append(errs, err)
 
-	r := inv.runner(cfg, dests)
 	for _, res := range r.Preflight(ctx) {
 		dc := destCheck{Name: res.Name, Type: res.Type, Location: res.Location, Region: res.Region(), Status: "ok", Checks: res.Checks()}
 		if dc.Checks == nil {

@@ -122,6 +122,19 @@ func (inv *invocation) openDestinations(cfg *config.Config) ([]escrow.Destinatio
 	return out, nil
 }
 
+// setup loads the configuration and opens every destination, ready to run.
+func (inv *invocation) setup() (*config.Config, *escrow.Runner, error) {
+	cfg, err := inv.loadConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	dests, err := inv.openDestinations(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, inv.runner(cfg, dests), nil
+}
+
 // runner wires the pipeline's dependencies.
 func (inv *invocation) runner(cfg *config.Config, dests []escrow.Destination) *escrow.Runner {
 	lockPath := cfg.LockFile

@@ -77,12 +77,8 @@ func (r *Runner) Backup(ctx context.Context) (*receipt.Receipt, error) {
 // from the destinations' failures (refused, transfer, verification), so the
 // receipt can show both and the exit code is the largest of them.
 func (r *Runner) backup(ctx context.Context, rec *receipt.Receipt) (runErr, destErr error) {
-	targets, refused := r.preflight(ctx, rec)
-	if len(targets) == 0 {
-		return nil, refused
-	}
-	release, err := r.Lock()
-	if err != nil {
+	targets, refused, release, err := r.start(ctx, rec)
+	if err != nil || release == nil {
 		return err, refused
 	}
 	defer release()
@@ -157,12 +153,8 @@ func (r *Runner) Archive(ctx context.Context, file, instance string) (*receipt.R
 		}
 		name := archiveFileName(file, r.Clock(), r.RunID)
 		rec.File = &receipt.File{Name: name}
-		targets, refused := r.preflight(ctx, rec)
-		if len(targets) == 0 {
-			return nil, refused
-		}
-		release, err := r.Lock()
-		if err != nil {
+		targets, refused, release, err := r.start(ctx, rec)
+		if err != nil || release == nil {
 			return err, refused
 		}
 		defer release()
@@ -170,6 +162,21 @@ func (r *Runner) Archive(ctx context.Context, file, instance string) (*receipt.R
 		return nil, errors.Join(r.archive(ctx, rec, kf, targets, key), refused)
 	}()
 	return r.finish(rec, runErr, destErr)
+}
+
+// start preflights every destination and, when any may be written, takes
+// the host lock. release is nil when no destination may be written (refused
+// says why) or when the lock was not taken (err says why).
+func (r *Runner) start(ctx context.Context, rec *receipt.Receipt) (targets []target, refused error, release func(), err error) {
+	targets, refused = r.preflight(ctx, rec)
+	if len(targets) == 0 {
+		return nil, refused, nil, nil
+	}
+	release, err = r.Lock()
+	if err != nil {
+		return nil, refused, nil, err
+	}
+	return targets, refused, release, nil
 }
 
 // archive copies kf to every target concurrently, proves each copy, then
