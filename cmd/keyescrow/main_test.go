@@ -67,6 +67,7 @@ type env struct {
 	cfgPath string
 	lockF   string
 	vars    map[string]string
+	stdin   string
 }
 
 func newEnv(t *testing.T, cfg mssqltest.Config) *env {
@@ -145,6 +146,7 @@ func (e *env) runCtx(ctx context.Context, started func(*exec.Cmd), args ...strin
 	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.Stdin = strings.NewReader(e.stdin)
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
@@ -243,17 +245,49 @@ func files(t *testing.T, dir string) []string {
 	return out
 }
 
+// TestBackupArchivesAVerifiedCopyAndPrintsAnExactReceipt runs against the
+// stand-in and, when KEYESCROW_TEST_SQLSERVER_DSN, _DIR and _LOCAL_DIR are
+// set, against that real SQL Server with the same body.
 func TestBackupArchivesAVerifiedCopyAndPrintsAnExactReceipt(t *testing.T) {
-	e := newEnv(t, mssqltest.Config{})
+	t.Run("stand-in", func(t *testing.T) {
+		e := newEnv(t, mssqltest.Config{})
+		rec, stored := backupAndCheckTheCopy(t, e)
+		if rec.Host != "SQLHOST01" || rec.Instance != "INST1" || !strings.HasPrefix(rec.File.Name, "SQLHOST01$INST1-servicemasterkey-") {
+			t.Errorf("receipt names: %+v", rec)
+		}
+		if _, err := mssqltest.OpenKeyFile(stored, backupPW); err != nil {
+			t.Fatalf("the archived copy does not open with the backup password: %v", err)
+		}
+	})
+	dsn := os.Getenv("KEYESCROW_TEST_SQLSERVER_DSN")
+	if dsn == "" {
+		t.Log("KEYESCROW_TEST_SQLSERVER_DSN is unset: stand-in only")
+		return
+	}
+	t.Run("real SQL Server", func(t *testing.T) {
+		dir, local := os.Getenv("KEYESCROW_TEST_SQLSERVER_DIR"), os.Getenv("KEYESCROW_TEST_SQLSERVER_LOCAL_DIR")
+		if dir == "" || local == "" {
+			t.Fatal("with KEYESCROW_TEST_SQLSERVER_DSN set, set KEYESCROW_TEST_SQLSERVER_DIR (as the server sees it) and _LOCAL_DIR (as this host sees it)")
+		}
+		e := newEnv(t, mssqltest.Config{})
+		e.vars["KEYESCROW_SQLSERVER_DSN"] = dsn
+		e.vars["KEYESCROW_BACKUP_SERVER_DIRECTORY"] = dir
+		e.vars["KEYESCROW_BACKUP_LOCAL_DIRECTORY"] = local
+		backupAndCheckTheCopy(t, e)
+	})
+}
+
+func backupAndCheckTheCopy(t *testing.T, e *env) (receipt, []byte) {
+	t.Helper()
 	r := e.run("backup", "--config", e.cfgPath, "--json", "--log-level", "debug")
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 	rec := parseReceipt(t, r.stdout)
-	if rec.Status != "ok" || rec.ExitCode != 0 || rec.Host != "SQLHOST01" || rec.Instance != "INST1" || rec.Kind != "service-master-key" {
+	if rec.Status != "ok" || rec.ExitCode != 0 || rec.Host == "" || rec.Instance == "" || rec.Kind != "service-master-key" {
 		t.Fatalf("receipt: %+v", rec)
 	}
-	if !strings.HasPrefix(rec.File.Name, "SQLHOST01$INST1-servicemasterkey-") || len(rec.Destinations) != 1 {
+	if !strings.Contains(rec.File.Name, "-servicemasterkey-") || len(rec.Destinations) != 1 {
 		t.Fatalf("receipt file/destinations: %+v", rec)
 	}
 	d := rec.Destinations[0]
@@ -267,9 +301,6 @@ func TestBackupArchivesAVerifiedCopyAndPrintsAnExactReceipt(t *testing.T) {
 	if sha(stored) != rec.File.SHA256 || int64(len(stored)) != rec.File.Bytes {
 		t.Fatalf("the copy at %s hashes %s, the receipt says %s", d.Location, sha(stored), rec.File.SHA256)
 	}
-	if _, err := mssqltest.OpenKeyFile(stored, backupPW); err != nil {
-		t.Fatalf("the archived copy does not open with the backup password: %v", err)
-	}
 	if fi, _ := os.Stat(d.Location); fi.Mode().Perm() != 0o400 {
 		t.Errorf("archived copy mode %v, want 0400", fi.Mode().Perm())
 	}
@@ -277,9 +308,14 @@ func TestBackupArchivesAVerifiedCopyAndPrintsAnExactReceipt(t *testing.T) {
 	if err != nil || parseReceipt(t, string(stored2)).Status != "ok" {
 		t.Fatalf("stored receipt: %v %s", err, stored2)
 	}
-	if left := files(t, e.keyDir); len(left) != 0 {
-		t.Errorf("the local key file was not removed: %v", left)
+	localDir := e.keyDir
+	if d := e.vars["KEYESCROW_BACKUP_LOCAL_DIRECTORY"]; d != "" {
+		localDir = d
 	}
+	if _, err := os.Stat(filepath.Join(localDir, rec.File.Name)); !os.IsNotExist(err) {
+		t.Errorf("the local key file was not removed: %v", err)
+	}
+	return rec, stored
 }
 
 func TestBackupTextReceiptAndKeepLocal(t *testing.T) {
@@ -488,5 +524,75 @@ func TestUsageErrors(t *testing.T) {
 		if r.code != tc.code || !strings.Contains(r.stderr, tc.want) {
 			t.Errorf("%v: exit %d, stderr %q; want %d and %q", tc.args, r.code, r.stderr, tc.code, tc.want)
 		}
+	}
+}
+
+func TestSecretsFromStdinAndFilesAndJSONLogs(t *testing.T) {
+	e := newEnv(t, mssqltest.Config{})
+	dsnFile := filepath.Join(e.root, "dsn")
+	if err := os.WriteFile(dsnFile, []byte(e.vars["KEYESCROW_SQLSERVER_DSN"]+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	delete(e.vars, "KEYESCROW_SQLSERVER_DSN")
+	delete(e.vars, "KEYESCROW_BACKUP_PASSWORD")
+	e.vars["KEYESCROW_SQLSERVER_DSN_FILE"] = dsnFile
+	e.vars["KEYESCROW_BACKUP_PASSWORD_FILE"] = "-"
+	e.stdin = backupPW + "\n"
+	e.writeConfig("")
+	// the config names password_env; the variable override replaces it with a file
+	cfg, _ := os.ReadFile(e.cfgPath)
+	_ = os.WriteFile(e.cfgPath, []byte(strings.Replace(string(cfg), "  password_env: KEYESCROW_BACKUP_PASSWORD\n", "", 1)), 0o600)
+	cfg, _ = os.ReadFile(e.cfgPath)
+	_ = os.WriteFile(e.cfgPath, []byte(strings.Replace(string(cfg), "  dsn_env: KEYESCROW_SQLSERVER_DSN\n", "  {}\n", 1)), 0o600)
+	r := e.run("backup", "--config", e.cfgPath, "--json", "--log-format", "json", "--log-level", "debug")
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	rec := parseReceipt(t, r.stdout)
+	stored, err := os.ReadFile(rec.Destinations[0].Location)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mssqltest.OpenKeyFile(stored, backupPW); err != nil {
+		t.Fatalf("the password read from stdin (one newline stripped) is not the one used: %v", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("a log line is not JSON: %q", line)
+		}
+		if m["run_id"] == nil && m["msg"] != "connecting to SQL Server" {
+			t.Errorf("a log line lacks run_id: %q", line)
+		}
+	}
+}
+
+func TestCheckReportsEachFailureWithItsCode(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(e *env)
+		code  int
+		want  string
+	}{
+		{"SQL Server unreachable is 3", func(e *env) {
+			e.vars["KEYESCROW_SQLSERVER_DSN"] = e.srv.DSN(loginUser, loginPW, map[string]string{"encrypt": "disable"})
+			_ = e.srv.Close()
+		}, 3, "nothing listens"},
+		{"a login without CONTROL SERVER is 3", func(e *env) { e.vars["KEYESCROW_SQLSERVER_DSN"] = e.srv.DSN(readerUser, loginPW, nil) }, 3, `"control_server": false`},
+		{"a missing destination folder is 4", func(e *env) { _ = os.RemoveAll(e.usbDir) }, 4, `"status": "refused"`},
+		{"a weak password is 2", func(e *env) { e.vars["KEYESCROW_BACKUP_PASSWORD"] = "weakweakweak" }, 2, "not complex enough"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, mssqltest.Config{})
+			tc.setup(e)
+			r := e.run("check", "--config", e.cfgPath, "--json")
+			if r.code != tc.code || !strings.Contains(r.stdout, tc.want) {
+				t.Fatalf("exit %d, want %d with %q\n%s\n%s", r.code, tc.code, tc.want, r.stdout, r.stderr)
+			}
+			var rep map[string]any
+			if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || rep["status"] != "failed" {
+				t.Fatalf("check report: %v %s", err, r.stdout)
+			}
+		})
 	}
 }

@@ -65,10 +65,11 @@ func (a *App) parse(args []string) (*invocation, error) {
 		return nil, err
 	}
 	if name == "" || name == "help" {
-		a.usage(a.Stdout)
 		if name == "" && !hasHelp(args) {
+			a.usage(a.Stderr) // an error: cron mails stderr, stdout stays clean
 			return nil, errors.New("no command given: see the list above")
 		}
+		a.usage(a.Stdout)
 		return nil, errHelp
 	}
 	for _, c := range a.commands() {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	mssql "github.com/microsoft/go-mssqldb"
@@ -53,7 +54,11 @@ func Open(ctx context.Context, dsn secret.Value, log *slog.Logger) (*Client, err
 	connector, err := mssql.NewConnector(dsn.Reveal())
 	if err != nil {
 		// The driver's parse errors can quote the DSN: say only what is wrong.
-		return nil, exitcode.Wrap(exitcode.Usage, fmt.Errorf("the SQL Server DSN cannot be parsed (%s): use the form sqlserver://user@host:1433?database=master", redactParseError(err)))
+		fix := "use the form sqlserver://user@host:1433?database=master"
+		if strings.Contains(err.Error(), "TLS") || strings.Contains(err.Error(), "certificate") {
+			fix = "check that the DSN's certificate= file exists and holds a PEM certificate"
+		}
+		return nil, exitcode.Wrap(exitcode.Usage, fmt.Errorf("the SQL Server DSN cannot be used (%s): %s", redactParseError(err), fix))
 	}
 	db := sql.OpenDB(connector)
 	db.SetMaxOpenConns(1)
