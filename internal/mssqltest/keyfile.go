@@ -59,11 +59,7 @@ func sealKeyFile(smk []byte, password string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	gcm, err := cipher.NewGCM(block)
+	gcm, err := newGCM(key)
 	if err != nil {
 		return nil, err
 	}
@@ -104,11 +100,7 @@ func OpenKeyFile(data []byte, password string) (smk []byte, err error) {
 	if subtle.ConstantTimeCompare(want, verifier) != 1 {
 		return nil, ErrWrongPassword
 	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	gcm, err := cipher.NewGCM(block)
+	gcm, err := newGCM(key)
 	if err != nil {
 		return nil, err
 	}
@@ -117,4 +109,13 @@ func OpenKeyFile(data []byte, password string) (smk []byte, err error) {
 		return nil, ErrCorruptKeyFile
 	}
 	return smk, nil
+}
+
+// newGCM is AES-256-GCM under key.
+func newGCM(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
 }
