@@ -320,6 +320,11 @@ func backupAndCheckTheCopy(t *testing.T, e *env) (receipt, []byte) {
 
 func TestBackupTextReceiptAndKeepLocal(t *testing.T) {
 	e := newEnv(t, mssqltest.Config{})
+	// A key file an earlier failed run kept: reported, never removed.
+	earlier := filepath.Join(e.keyDir, "SQLHOST01$INST1-servicemasterkey-20261101T000000Z-00000000.key")
+	if err := os.WriteFile(earlier, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	prom := filepath.Join(e.root, "keyescrow.prom")
 	r := e.run("backup", "--config", e.cfgPath, "--set", "backup.keep_local=true", "--set", "metrics_file="+prom)
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "ok service-master-key host=SQLHOST01 instance=INST1") || !strings.Contains(r.stdout, "usb (file): verified") {
@@ -329,8 +334,18 @@ func TestBackupTextReceiptAndKeepLocal(t *testing.T) {
 		t.Errorf("metrics file: %v\n%s", err, m)
 	}
 	left := files(t, e.keyDir)
-	if len(left) != 1 {
+	if len(left) != 2 {
 		t.Fatalf("keep_local: key folder holds %v", left)
+	}
+	if strings.Contains(r.stderr, "earlier failed runs") {
+		t.Errorf("with keep_local the kept files are expected; no warning wanted:\n%s", r.stderr)
+	}
+	r = e.run("backup", "--config", e.cfgPath)
+	if r.code != 0 || !strings.Contains(r.stderr, "earlier failed runs") || !strings.Contains(r.stderr, "20261101T000000Z") {
+		t.Fatalf("the leftover key file is not reported: exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(earlier); err != nil {
+		t.Fatalf("a key that was not archived by this run was removed: %v", err)
 	}
 	if fi, _ := os.Stat(left[0]); fi.Mode().Perm()&0o077 != 0 {
 		t.Errorf("the kept key file is readable by others: %v", fi.Mode())
@@ -343,9 +358,9 @@ func TestArchiveAndCheckAndVersion(t *testing.T) {
 	if err := os.WriteFile(in, []byte("opaque key bytes"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := e.run("archive", "--config", e.cfgPath, "--json", "--instance", "INST9", in)
+	r := e.run("archive", "--config", e.cfgPath, "--json", "--instance", "INST9", "--host", "DBHOST7", in)
 	rec := parseReceipt(t, r.stdout)
-	if r.code != 0 || rec.Status != "ok" || rec.Instance != "INST9" || rec.File.SHA256 != sha([]byte("opaque key bytes")) {
+	if r.code != 0 || rec.Status != "ok" || rec.Instance != "INST9" || rec.Host != "DBHOST7" || !strings.Contains(rec.Destinations[0].Location, "/DBHOST7/INST9/service-master-key/by_hand-") || rec.File.SHA256 != sha([]byte("opaque key bytes")) {
 		t.Fatalf("archive: exit %d %+v\n%s", r.code, rec, r.stderr)
 	}
 	if _, err := os.Stat(in); err != nil {

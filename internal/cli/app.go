@@ -50,7 +50,7 @@ type command struct {
 func (a *App) commands() []command {
 	return []command{
 		{name: "backup", summary: "export the service master key and archive it to every destination", usage: "keyescrow backup [flags]", run: a.runBackup},
-		{name: "archive", summary: "archive an existing key file to every destination", usage: "keyescrow archive [--instance NAME] FILE", flags: archiveFlags, run: a.runArchive},
+		{name: "archive", summary: "archive an existing key file to every destination", usage: "keyescrow archive [--host NAME] [--instance NAME] FILE", flags: archiveFlags, run: a.runArchive},
 		{name: "check", summary: "preflight only: SQL Server and every destination, writing nothing", usage: "keyescrow check [flags]", run: a.runCheck},
 		{name: "version", summary: "print version, commit and Go version", usage: "keyescrow version", run: a.runVersion},
 		{name: "list", summary: "list archived copies (not in this version yet)", run: notYet},

@@ -37,7 +37,7 @@ func (a *App) runBackup(ctx context.Context, inv *invocation) error {
 
 func (a *App) runArchive(ctx context.Context, inv *invocation) error {
 	if len(inv.args) != 1 {
-		return inv.failEarly(exitcode.Wrap(exitcode.Usage, errors.New("archive takes exactly one key file: keyescrow archive [--instance NAME] FILE")))
+		return inv.failEarly(exitcode.Wrap(exitcode.Usage, errors.New("archive takes exactly one key file: keyescrow archive [--host NAME] [--instance NAME] FILE")))
 	}
 	file, err := filepath.Abs(inv.args[0])
 	if err != nil {
@@ -47,9 +47,11 @@ func (a *App) runArchive(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return inv.failEarly(err)
 	}
-	host, err := a.Hostname()
-	if err != nil || host == "" {
-		host = "localhost"
+	host := inv.host
+	if host == "" {
+		if host, err = a.Hostname(); err != nil || host == "" {
+			host = "localhost"
+		}
 	}
 	r.Hostname = host
 	rec, err := r.Archive(ctx, file, inv.instance)

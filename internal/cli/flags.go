@@ -26,6 +26,7 @@ type invocation struct {
 	sets       []string // --set KEY=VALUE, in order
 
 	instance string // archive --instance
+	host     string // archive --host
 
 	metricsFile string // from the loaded configuration
 
@@ -52,6 +53,7 @@ func (inv *invocation) flagSet(name string) *flag.FlagSet {
 	fs.Var(multiFlag{&inv.sets}, "set", "override a configuration key: --set backup.keep_local=true (repeatable; secrets are refused)")
 	if name == "archive" {
 		fs.StringVar(&inv.instance, "instance", "unknown", "SQL Server instance the key file belongs to (for the archive's name and receipt)")
+		fs.StringVar(&inv.host, "host", "", "host the key file belongs to (default: this host's name)")
 	}
 	return fs
 }
@@ -100,7 +102,7 @@ func (a *App) parse(args []string) (*invocation, error) {
 }
 
 // valueFlags are the global flags that take a separate value.
-var valueFlags = map[string]bool{"config": true, "log-level": true, "log-format": true, "set": true, "instance": true}
+var valueFlags = map[string]bool{"config": true, "log-level": true, "log-format": true, "set": true, "instance": true, "host": true}
 
 // splitCommand returns the first argument that is neither a flag nor a
 // flag's value, and the arguments without it.

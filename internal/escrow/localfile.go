@@ -1,6 +1,7 @@
 package escrow
 
 import (
+	"context"
 	"crypto/md5"
 	"crypto/sha256"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"runtime"
+	"strings"
 
 	"github.com/keyescrow/keyescrow/internal/exitcode"
 )
@@ -95,4 +97,23 @@ func CheckKeyFolder(localDir, serverDir string) error {
 		return exitcode.Wrap(exitcode.Usage, fmt.Errorf("%s %s does not exist on this host: create it (owned by the SQL Server service account, closed to others), or set backup.local_directory to where this host sees it", key, dir))
 	}
 	return checkPrivateDir(dir, key)
+}
+
+// warnLeftovers tells the operator about key files earlier failed runs kept
+// in the key folder: keyescrow never deletes a key it has not archived, so
+// they stay until someone archives (keyescrow archive) or removes them.
+func (r *Runner) warnLeftovers(ctx context.Context, dir, current string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	var left []string
+	for _, e := range entries {
+		if n := e.Name(); n != current && e.Type().IsRegular() && strings.Contains(n, "-servicemasterkey-") && strings.HasSuffix(n, ".key") {
+			left = append(left, n)
+		}
+	}
+	if len(left) > 0 {
+		r.Log.WarnContext(ctx, "key files kept by earlier failed runs are still in the key folder: archive them with keyescrow archive, then remove them", "folder", dir, "count", len(left), "files", strings.Join(left, ","))
+	}
 }

@@ -137,6 +137,7 @@ func (r *Runner) backup(ctx context.Context, rec *receipt.Receipt) (runErr, dest
 		} else {
 			r.Log.InfoContext(ctx, "removed the local key file: every destination is verified", "path", localPath)
 		}
+		r.warnLeftovers(ctx, localDir, name)
 	}
 	return nil, nil
 }
