@@ -217,8 +217,8 @@ func TestAGoodDestinationIsVerifiedBesideARefusedOneButTheRunFails(t *testing.T)
 		t.Errorf("the refused destination received %d puts", n)
 	}
 	stored := parseReceipt(t, mustReadFile(t, e.fileDir, receiptKey(e.fileKey())))
-	if stored.Status != receipt.StatusFailed {
-		t.Errorf("the receipt stored beside the good copy says %q, want failed (a destination was refused)", stored.Status)
+	if stored.Status != receipt.StatusFailed || stored.ExitCode != exitcode.Policy {
+		t.Errorf("the receipt stored beside the good copy says %q, exit %d; want failed, 4 (a destination was refused)", stored.Status, stored.ExitCode)
 	}
 }
 

@@ -208,10 +208,13 @@ func (r *Runner) archive(ctx context.Context, rec *receipt.Receipt, kf *keyFile,
 
 	// Every copy is proven: store the receipt beside each, locked like it.
 	// Its status is ok only when no destination was refused either.
-	rec.Status = receipt.StatusOK
+	rec.Status, rec.ExitCode = receipt.StatusOK, exitcode.OK
 	for _, d := range rec.Destinations {
 		if d.Status != receipt.DestVerified {
 			rec.Status = receipt.StatusFailed
+		}
+		if d.Error != nil && d.Error.Code > rec.ExitCode {
+			rec.ExitCode = d.Error.Code
 		}
 	}
 	rec.FinishedAt = r.Clock().UTC()
