@@ -202,12 +202,10 @@ func (r *Runner) archive(ctx context.Context, rec *receipt.Receipt, kf *keyFile,
 	}
 	wg.Wait()
 	rec.Destinations = append(rec.Destinations, results...)
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
+	copyErr := errors.Join(errs...)
 
-	// Every copy is proven: store the receipt beside each, locked like it.
-	// Its status is ok only when no destination was refused either.
+	// Store the receipt beside every proven copy, locked like it, also when
+	// another destination failed: its status and exit code say so.
 	rec.Status, rec.ExitCode = receipt.StatusOK, exitcode.OK
 	for _, d := range rec.Destinations {
 		if d.Status != receipt.DestVerified {
@@ -220,20 +218,23 @@ func (r *Runner) archive(ctx context.Context, rec *receipt.Receipt, kf *keyFile,
 	rec.FinishedAt = r.Clock().UTC()
 	doc, err := rec.JSON()
 	if err != nil {
-		return err
+		return errors.Join(copyErr, err)
 	}
+	receiptErrs := make([]error, len(targets))
 	for i, t := range targets {
-		wg.Go(func() { errs[i] = storeReceipt(ctx, t, receiptKey(keys[i]), doc) })
+		if results[i].Status == receipt.DestVerified {
+			wg.Go(func() { receiptErrs[i] = storeReceipt(ctx, t, receiptKey(keys[i]), doc) })
+		}
 	}
 	wg.Wait()
-	for i, err := range errs {
+	for i, err := range receiptErrs {
 		if err != nil {
 			d := &rec.Destinations[len(rec.Destinations)-len(targets)+i]
 			d.Status = receipt.DestFailed
 			d.Error = &receipt.Error{Code: exitcode.Code(err), Message: err.Error()}
 		}
 	}
-	return errors.Join(errs...)
+	return errors.Join(copyErr, errors.Join(receiptErrs...))
 }
 
 func storeReceipt(ctx context.Context, t target, key string, doc []byte) error {
