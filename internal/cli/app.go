@@ -43,14 +43,13 @@ type command struct {
 	name    string
 	summary string
 	usage   string
-	flags   func(*invocation)                        // registers command flags
 	run     func(context.Context, *invocation) error // runs it
 }
 
 func (a *App) commands() []command {
 	return []command{
 		{name: "backup", summary: "export the service master key and archive it to every destination", usage: "keyescrow backup [flags]", run: a.runBackup},
-		{name: "archive", summary: "archive an existing key file to every destination", usage: "keyescrow archive [--host NAME] [--instance NAME] FILE", flags: archiveFlags, run: a.runArchive},
+		{name: "archive", summary: "archive an existing key file to every destination", usage: "keyescrow archive [--host NAME] [--instance NAME] FILE", run: a.runArchive},
 		{name: "check", summary: "preflight only: SQL Server and every destination, writing nothing", usage: "keyescrow check [flags]", run: a.runCheck},
 		{name: "version", summary: "print version, commit and Go version", usage: "keyescrow version", run: a.runVersion},
 		{name: "list", summary: "list archived copies (not in this version yet)", run: notYet},

@@ -11,8 +11,6 @@ import (
 	"github.com/keyescrow/keyescrow/internal/receipt"
 )
 
-func errorsIs(err, target error) bool { return errors.Is(err, target) }
-
 func (a *App) runBackup(ctx context.Context, inv *invocation) error {
 	if len(inv.args) > 0 {
 		return inv.failEarly(exitcode.Wrap(exitcode.Usage, fmt.Errorf("backup takes no arguments (got %q): the configuration says what to back up", inv.args[0])))

@@ -41,8 +41,6 @@ type multiFlag struct{ vals *[]string }
 func (m multiFlag) String() string     { return "" }
 func (m multiFlag) Set(v string) error { *m.vals = append(*m.vals, v); return nil }
 
-func archiveFlags(inv *invocation) {}
-
 func (inv *invocation) flagSet(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)

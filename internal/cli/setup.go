@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"path/filepath"
@@ -154,7 +155,7 @@ func (inv *invocation) runner(cfg *config.Config, dests []escrow.Destination) *e
 			l, err := lock.Acquire(lockPath)
 			if err != nil {
 				code := exitcode.Usage
-				if errorsIs(err, lock.ErrHeld) {
+				if errors.Is(err, lock.ErrHeld) {
 					code = exitcode.Locked
 				}
 				return nil, exitcode.Wrap(code, err)

@@ -51,7 +51,12 @@ func readKeyFile(path string) (*keyFile, error) {
 	case len(data) > maxKeyFileSize:
 		return nil, fmt.Errorf("%s is larger than %d bytes: not a key backup", path, maxKeyFileSize)
 	}
-	return &keyFile{path: path, data: data, sha256: sha256.Sum256(data), md5: md5.Sum(data)}, nil
+	return newKeyFile(path, data), nil
+}
+
+// newKeyFile hashes data once, with every checksum a destination may want.
+func newKeyFile(path string, data []byte) *keyFile {
+	return &keyFile{path: path, data: data, sha256: sha256.Sum256(data), md5: md5.Sum(data)}
 }
 
 // checkPrivateDir refuses a key folder that other users can enter or read:

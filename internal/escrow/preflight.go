@@ -2,8 +2,6 @@ package escrow
 
 import (
 	"context"
-	"crypto/md5"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strings"
@@ -104,6 +102,3 @@ func (r *Runner) preflightOne(ctx context.Context, d Destination) PreflightResul
 	}
 	return res
 }
-
-func sha256Sum(b []byte) [sha256.Size]byte { return sha256.Sum256(b) }
-func md5Sum(b []byte) [md5.Size]byte       { return md5.Sum(b) }

@@ -238,9 +238,7 @@ func (r *Runner) archive(ctx context.Context, rec *receipt.Receipt, kf *keyFile,
 }
 
 func storeReceipt(ctx context.Context, t target, key string, doc []byte) error {
-	kf := &keyFile{data: doc}
-	kf.sha256 = sha256Sum(doc)
-	kf.md5 = md5Sum(doc)
+	kf := newKeyFile("", doc)
 	_, err := t.backend.Put(ctx, key, doc, storage.PutOptions{
 		SHA256: kf.sha256[:], MD5: kf.md5[:], Retention: t.retention, ContentType: "application/json",
 	})
