@@ -112,6 +112,10 @@ func (inv *invocation) openDestinations(cfg *config.Config) ([]escrow.Destinatio
 		switch d.Type {
 		case config.TypeFile:
 			b, err = filestore.New(filestore.Options{Path: filepath.Clean(d.Path), Clock: inv.app.Clock})
+		case config.TypeS3:
+			b, err = inv.openS3(d)
+		case config.TypeAzureBlob:
+			b, err = inv.openAzureBlob(d)
 		default:
 			err = fmt.Errorf("destination type %q is not available in this version of keyescrow (%s): use type file, or upgrade", d.Type, inv.app.Build.Version)
 		}

@@ -65,7 +65,10 @@ type Destination struct {
 	Region    string `yaml:"region" for:"s3"`
 	Endpoint  string `yaml:"endpoint" for:"s3"`
 	PathStyle bool   `yaml:"path_style" for:"s3"`
-	CAFile    string `yaml:"ca_file" for:"s3"`
+	Profile   string `yaml:"profile" for:"s3"` // AWS shared config profile; "" = the default chain
+	// CAFile is an extra CA bundle (PEM) trusted for a private endpoint or
+	// an emulator, on top of the system roots.
+	CAFile string `yaml:"ca_file" for:"s3,azureblob"`
 
 	AccountURL     string `yaml:"account_url" for:"azureblob"`
 	Container      string `yaml:"container" for:"azureblob"`
@@ -75,10 +78,24 @@ type Destination struct {
 	AccountKeyFile string `yaml:"account_key_file" for:"azureblob"`
 	SASEnv         string `yaml:"sas_env" for:"azureblob"`
 	SASFile        string `yaml:"sas_file" for:"azureblob"`
+	// TenantID and ClientID name the Entra ID application for auth
+	// client-secret and client-certificate (and optionally a user-assigned
+	// managed identity's client id for managed-identity, or override
+	// AZURE_CLIENT_ID/AZURE_TENANT_ID for workload-identity).
+	TenantID                     string `yaml:"tenant_id" for:"azureblob"`
+	ClientID                     string `yaml:"client_id" for:"azureblob"`
+	ClientSecretEnv              string `yaml:"client_secret_env" for:"azureblob"`
+	ClientSecretFile             string `yaml:"client_secret_file" for:"azureblob"`
+	ClientCertificateFile        string `yaml:"client_certificate_file" for:"azureblob"` // PEM or PKCS#12 with the private key
+	ClientCertificatePasswordEnv string `yaml:"client_certificate_password_env" for:"azureblob"`
 
 	Path string `yaml:"path" for:"file"`
 
 	Retention *Retention `yaml:"retention" for:"s3,azureblob"`
+	// LegalHold also places a legal hold on every copy (S3 Object Lock legal
+	// hold, Azure legal hold); it stays until someone with the right to
+	// remove it does.
+	LegalHold bool `yaml:"legal_hold" for:"s3,azureblob"`
 }
 
 // Retention is the lock applied to every archived object: for s3 the Object

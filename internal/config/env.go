@@ -183,7 +183,7 @@ func (c *Config) secretEnvNames() map[string]bool {
 	names := map[string]bool{ConfigEnv: true, DefaultPasswordEnv: true, DefaultDSNEnv: true}
 	srcs := []SecretSource{c.PasswordSource(), c.DSNSource()}
 	for _, d := range c.Destinations {
-		srcs = append(srcs, d.AccountKeySource(), d.SASSource())
+		srcs = append(srcs, d.AccountKeySource(), d.SASSource(), d.ClientSecretSource(), d.ClientCertificatePasswordSource())
 	}
 	for _, s := range srcs {
 		if s.Env != "" {

@@ -56,6 +56,17 @@ func (d Destination) SASSource() SecretSource {
 	return SecretSource{Key: d.key("sas"), Env: d.SASEnv, File: d.SASFile}
 }
 
+// ClientSecretSource returns where an azureblob client secret comes from.
+func (d Destination) ClientSecretSource() SecretSource {
+	return SecretSource{Key: d.key("client_secret"), Env: d.ClientSecretEnv, File: d.ClientSecretFile}
+}
+
+// ClientCertificatePasswordSource returns where the password of an azureblob
+// client certificate comes from; Env is "" when the certificate has none.
+func (d Destination) ClientCertificatePasswordSource() SecretSource {
+	return SecretSource{Key: d.key("client_certificate_password"), Env: d.ClientCertificatePasswordEnv}
+}
+
 func (d Destination) key(k string) string {
 	return fmt.Sprintf("destinations[%s].%s", d.Name, k)
 }

@@ -31,7 +31,7 @@ func (c *Config) Set(path, value string) error {
 // _env/_file keys exist), e.g. backup.password or sqlserver.dsn.
 func isSecretKey(segs []string) bool {
 	switch segs[len(segs)-1] {
-	case "password", "dsn", "account_key", "sas":
+	case "password", "dsn", "account_key", "sas", "client_secret", "client_certificate_password":
 		return true
 	}
 	return false

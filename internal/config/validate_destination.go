@@ -104,6 +104,9 @@ func (d *Destination) validate(p *problems, at func(string) string) {
 		}
 		return
 	}
+	if d.CAFile != "" && !filepath.IsAbs(d.CAFile) {
+		p.add(at(".ca_file"), fmt.Sprintf("%q is not an absolute path", d.CAFile), "use an absolute path to a PEM file")
+	}
 	d.validateRetention(p, at)
 }
 
@@ -135,6 +138,32 @@ func (d *Destination) validateAuth(p *problems, at func(string) string) {
 	}
 	pair("shared-key", "account_key_env", d.AccountKeyEnv, "account_key_file", d.AccountKeyFile)
 	pair("sas", "sas_env", d.SASEnv, "sas_file", d.SASFile)
+	pair("client-secret", "client_secret_env", d.ClientSecretEnv, "client_secret_file", d.ClientSecretFile)
+
+	switch d.Auth {
+	case "client-secret", "client-certificate":
+		required(p, at, "tenant_id", d.TenantID, "set the Entra ID tenant id of the application")
+		required(p, at, "client_id", d.ClientID, "set the application (client) id")
+	case "shared-key", "sas", "cli":
+		for _, k := range [][2]string{{"tenant_id", d.TenantID}, {"client_id", d.ClientID}} {
+			if k[1] != "" {
+				p.add(at("."+k[0]), k[0]+" is not used with auth: "+d.Auth, "remove it")
+			}
+		}
+	}
+	if d.Auth == "client-certificate" {
+		required(p, at, "client_certificate_file", d.ClientCertificateFile, "set the PEM or PKCS#12 file holding the certificate and its private key")
+	} else {
+		for _, k := range [][2]string{{"client_certificate_file", d.ClientCertificateFile}, {"client_certificate_password_env", d.ClientCertificatePasswordEnv}} {
+			if k[1] != "" {
+				p.add(at("."+k[0]), k[0]+" is only used with auth: client-certificate", "remove it, or set auth: client-certificate")
+			}
+		}
+	}
+	checkEnvName(p, at(".client_certificate_password_env"), d.ClientCertificatePasswordEnv)
+	if d.ClientCertificateFile != "" && !filepath.IsAbs(d.ClientCertificateFile) {
+		p.add(at(".client_certificate_file"), fmt.Sprintf("%q is not an absolute path", d.ClientCertificateFile), "use an absolute path")
+	}
 }
 
 func (d *Destination) validateRetention(p *problems, at func(string) string) {

@@ -40,6 +40,25 @@ func TestValidateRefuses(t *testing.T) {
 		}, []string{"both account_key_env and account_key_file"}},
 		{"sas without a token", func(c *Config) { c.Destinations[az].Auth = "sas" }, []string{"sas_env or sas_file"}},
 		{"a key source with another auth", func(c *Config) { c.Destinations[az].SASEnv = "SAS" }, []string{"destinations[1].sas_env", "only used with auth: sas"}},
+		{"client-secret without tenant, client or secret", func(c *Config) { c.Destinations[az].Auth = "client-secret" },
+			[]string{"destinations[1].tenant_id", "destinations[1].client_id", "client_secret_env or client_secret_file"}},
+		{"client-certificate without its file", func(c *Config) {
+			d := &c.Destinations[az]
+			d.Auth, d.TenantID, d.ClientID = "client-certificate", "t", "c"
+		}, []string{"destinations[1].client_certificate_file", "is required"}},
+		{"a relative client certificate", func(c *Config) {
+			d := &c.Destinations[az]
+			d.Auth, d.TenantID, d.ClientID, d.ClientCertificateFile = "client-certificate", "t", "c", "cert.pem"
+		}, []string{"destinations[1].client_certificate_file", "not an absolute path"}},
+		{"a certificate with another auth", func(c *Config) { c.Destinations[az].ClientCertificateFile = "/c.pem" },
+			[]string{"destinations[1].client_certificate_file", "only used with auth: client-certificate"}},
+		{"a client id with shared-key", func(c *Config) {
+			d := &c.Destinations[az]
+			d.Auth, d.AccountKeyEnv, d.ClientID = "shared-key", "K", "c"
+		}, []string{"destinations[1].client_id", "not used with auth: shared-key"}},
+		{"a relative ca_file", func(c *Config) { c.Destinations[0].CAFile = "ca.pem" }, []string{"destinations[0].ca_file", "not an absolute path"}},
+		{"a profile on azure", func(c *Config) { c.Destinations[az].Profile = "p" }, []string{"destinations[1].profile", "belongs to type s3"}},
+		{"a legal hold on a folder", func(c *Config) { c.Destinations[2].LegalHold = true }, []string{"destinations[2].legal_hold", "not used by type file"}},
 		{"a secret pasted into an _env key", func(c *Config) {
 			c.Destinations[az].Auth = "shared-key"
 			c.Destinations[az].AccountKeyEnv = "abc+def/ghi=="
@@ -87,6 +106,19 @@ func TestValidateAccepts(t *testing.T) {
 		{"azurite over http on localhost", func(c *Config) { c.Destinations[1].AccountURL = "http://127.0.0.1:10000/devstoreaccount1" }, nil},
 		{"shared-key with a key file", func(c *Config) { c.Destinations[1].Auth = "shared-key"; c.Destinations[1].AccountKeyFile = "/k" }, nil},
 		{"sas with a variable", func(c *Config) { c.Destinations[1].Auth = "sas"; c.Destinations[1].SASEnv = "AZ_SAS" }, nil},
+		{"client-secret complete", func(c *Config) {
+			d := &c.Destinations[1]
+			d.Auth, d.TenantID, d.ClientID, d.ClientSecretFile = "client-secret", "t", "c", "/s"
+		}, nil},
+		{"client-certificate complete", func(c *Config) {
+			d := &c.Destinations[1]
+			d.Auth, d.TenantID, d.ClientID, d.ClientCertificateFile, d.ClientCertificatePasswordEnv = "client-certificate", "t", "c", "/c.pem", "CERT_PW"
+		}, nil},
+		{"a user-assigned managed identity", func(c *Config) { c.Destinations[1].Auth = "managed-identity"; c.Destinations[1].ClientID = "c" }, nil},
+		{"s3 with profile, ca_file and legal hold", func(c *Config) {
+			d := &c.Destinations[0]
+			d.Profile, d.CAFile, d.LegalHold = "keys", "/etc/ssl/private-ca.pem", true
+		}, nil},
 		{"a lower-case s3 mode is stored upper-case", func(c *Config) { c.Destinations[0].Retention.Mode = "governance" },
 			func(c *Config) bool { return c.Destinations[0].Retention.Mode == "GOVERNANCE" }},
 		{"an upper-case azure mode is stored lower-case", func(c *Config) { c.Destinations[1].Retention.Mode = "Unlocked" },

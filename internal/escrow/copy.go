@@ -24,7 +24,12 @@ type target struct {
 	region    string
 	retain    *config.Retention  // configured lock; nil for none
 	retention *storage.Retention // the lock asked for this write (lockUntil)
+	legalHold bool               // also place a legal hold
 	checks    []receipt.Check
+	// unlocked: immutability is waived and not proven, so copies are
+	// written without a lock; unversioned: likewise for versioning, so a
+	// copy without a version id is accepted.
+	unlocked, unversioned bool
 }
 
 // lockUntil is the retention asked for a write at now: the configured days
@@ -60,6 +65,7 @@ func copyAndProve(ctx context.Context, t target, key string, kf *keyFile) (recei
 		SHA256:      kf.sha256[:],
 		MD5:         kf.md5[:],
 		Retention:   t.retention,
+		LegalHold:   t.legalHold,
 		ContentType: "application/octet-stream",
 		Metadata:    map[string]string{"sha256": d.Checksum.Local},
 	})
@@ -67,7 +73,7 @@ func copyAndProve(ctx context.Context, t target, key string, kf *keyFile) (recei
 		return fail(d, transferError("write", t, key, err))
 	}
 	d.VersionID = obj.VersionID
-	if caps.Versioning && obj.VersionID == "" {
+	if caps.Versioning && obj.VersionID == "" && !t.unversioned {
 		return fail(d, verifyError(t, "the service returned no version id for the new copy: versioning is not in effect"))
 	}
 
@@ -99,6 +105,9 @@ func copyAndProve(ctx context.Context, t target, key string, kf *keyFile) (recei
 	d.Checksum.Match = true
 	if err := retentionAtLeast(t.retention, st.Retention); err != nil {
 		return fail(d, verifyError(t, err.Error()))
+	}
+	if t.legalHold && !st.LegalHold {
+		return fail(d, verifyError(t, "a legal hold was asked but the stored copy has none"))
 	}
 
 	sum, n, err := readBack(ctx, t.backend, key, obj.VersionID, int64(len(kf.data)))

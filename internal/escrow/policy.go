@@ -72,7 +72,10 @@ func evaluate(in policyInput) (checks []receipt.Check, failures []string) {
 
 	if r := in.dest.Retention; r != nil {
 		rc := storage.Property{State: storage.Proven, Value: fmt.Sprintf("%s %dd", r.Mode, r.Days)}
+		unlocked := in.props.Immutability.State != storage.Proven && in.waived(config.WaiveImmutability)
 		switch {
+		case unlocked:
+			add("retention", rc, resultWaived, fmt.Sprintf("each copy is written without a lock: the destination's immutability is not proven and %q is waived", config.WaiveImmutability))
 		case !in.caps.Retention:
 			add("retention", rc, resultFail, fmt.Sprintf("retention is configured but a %s destination cannot enforce it: remove retention or use another type", in.dest.Type))
 		case len(in.caps.RetentionModes) > 0 && !slices.ContainsFunc(in.caps.RetentionModes, func(m string) bool { return strings.EqualFold(m, r.Mode) }):

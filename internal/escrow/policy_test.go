@@ -81,12 +81,10 @@ var policyCases = []struct {
 		want:   "region cannot be proven",
 	},
 	{
-		name: "a retention on a destination that cannot enforce one",
-		mod: func(s *setup) {
-			s.mem.ObjectLock = false
-			s.waive = []string{config.WaiveImmutability}
-		},
-		want: "cannot enforce it",
+		name:   "a retention on a destination that cannot enforce one",
+		mod:    func(s *setup) { s.mem.ObjectLock = false },
+		waiver: config.WaiveImmutability,
+		want:   "cannot lock versions",
 	},
 	{
 		name: "a retention mode the destination does not support",
@@ -188,6 +186,61 @@ func TestAPlainBucketWithVersioningAndImmutabilityWaivedIsArchivedWithoutAVersio
 	}
 	if d := dest(t, rec, memName); d.Status != receipt.DestVerified || d.VersionID != "" || d.Retention != nil {
 		t.Errorf("destination %+v, want verified without version or retention", d)
+	}
+}
+
+func TestWithImmutabilityWaivedACopyIsWrittenUnlockedAndTheReceiptSaysSo(t *testing.T) {
+	e := newEnv(t, func(s *setup) {
+		s.mem.ObjectLock = false // the memstore refuses any lock: a lock asked would fail the run
+		s.memDest.LegalHold = true
+		s.waive = []string{config.WaiveImmutability}
+	})
+	rec, err := e.backup()
+	if err != nil {
+		t.Fatalf("Backup: %v", err)
+	}
+	d := dest(t, rec, memName)
+	if d.Status != receipt.DestVerified || d.VersionID == "" || d.Retention != nil || !d.ReadBack {
+		t.Errorf("destination %+v, want verified with a version, without retention", d)
+	}
+	i := slices.IndexFunc(d.Checks, func(c receipt.Check) bool { return c.Name == "retention" })
+	if i < 0 || d.Checks[i].Result != "waived" || !strings.Contains(d.Checks[i].Detail, "without a lock") {
+		t.Errorf("checks %+v, want a waived retention check saying the copy is not locked", d.Checks)
+	}
+	for _, o := range e.memObjects() {
+		if o.Retention != nil || o.LegalHold {
+			t.Errorf("%s is locked (%+v, hold %v) though no lock was asked", o.Key, o.Retention, o.LegalHold)
+		}
+	}
+}
+
+func TestALegalHoldIsPlacedAndProven(t *testing.T) {
+	e := newEnv(t, func(s *setup) { s.memDest.LegalHold = true })
+	if _, err := e.backup(); err != nil {
+		t.Fatalf("Backup: %v", err)
+	}
+	objs := e.memObjects()
+	if len(objs) != 2 {
+		t.Fatalf("stored %d objects, want the key and its receipt", len(objs))
+	}
+	for _, o := range objs {
+		if !o.LegalHold || o.Retention == nil {
+			t.Errorf("%s: legal hold %v retention %+v, want both", o.Key, o.LegalHold, o.Retention)
+		}
+	}
+
+	e = newEnv(t, func(s *setup) {
+		s.memDest.LegalHold = true
+		s.wrap = func(b storage.Backend) storage.Backend {
+			return &backend{Backend: b, stat: func(o storage.Object) storage.Object { o.LegalHold = false; return o }}
+		}
+	})
+	rec, err := e.backup()
+	if code := exitcode.Code(err); code != exitcode.Verify {
+		t.Fatalf("a hold the service does not report: exit %d (%v), want 6", code, err)
+	}
+	if d := dest(t, rec, memName); d.Error == nil || !strings.Contains(d.Error.Message, "legal hold") {
+		t.Errorf("destination %+v, want an error naming the legal hold", d)
 	}
 }
 
@@ -296,10 +349,13 @@ func TestEvaluateJudgesEachProperty(t *testing.T) {
 			in.props.Versioning.State, in.props.Immutability.State, in.props.Region.State = storage.Absent, storage.Unknown, storage.Unknown
 			in.caps.Retention = false
 		}, 4},
-		{"waivers cover versioning, immutability and region but not retention", func(in *policyInput) {
+		{"waivers cover versioning, immutability and region, and with immutability the retention", func(in *policyInput) {
 			in.props.Versioning.State, in.props.Immutability.State, in.props.Region.State = storage.Absent, storage.Unknown, storage.Unknown
 			in.caps.Retention = false
 			in.waived = func(string) bool { return true }
+		}, 0},
+		{"a retention the destination cannot enforce, though it claims immutability", func(in *policyInput) {
+			in.caps.Retention = false
 		}, 1},
 	}
 	for _, tc := range cases {

@@ -240,7 +240,7 @@ func (r *Runner) archive(ctx context.Context, rec *receipt.Receipt, kf *keyFile,
 func storeReceipt(ctx context.Context, t target, key string, doc []byte) error {
 	kf := newKeyFile("", doc)
 	_, err := t.backend.Put(ctx, key, doc, storage.PutOptions{
-		SHA256: kf.sha256[:], MD5: kf.md5[:], Retention: t.retention, ContentType: "application/json",
+		SHA256: kf.sha256[:], MD5: kf.md5[:], Retention: t.retention, LegalHold: t.legalHold, ContentType: "application/json",
 	})
 	if err != nil {
 		return transferError("store the receipt at", t, key, fmt.Errorf("the key copy is verified, but %w", err))
