@@ -52,6 +52,13 @@ type Backup struct {
 	PasswordEnv     string `yaml:"password_env"`
 	PasswordFile    string `yaml:"password_file"` // "-" means standard input
 	KeepLocal       bool   `yaml:"keep_local"`
+	// Remote: keyescrow does not run on the database host (e.g. a CI
+	// runner). SQL Server still writes the key file to ServerDirectory on
+	// its own disk; the agent reads it back over the SQL connection
+	// (OPENROWSET BULK … SINGLE_BLOB, which needs ADMINISTER BULK
+	// OPERATIONS) and asks the server to remove it afterwards.
+	// LocalDirectory must then be empty.
+	Remote bool `yaml:"remote"`
 }
 
 // Destination is one place the key file is archived to. The "for" tag lists

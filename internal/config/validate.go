@@ -99,6 +99,10 @@ func (c *Config) validateTop(p *problems) {
 			`use e.g. /var/opt/mssql/keyescrow, C:\keyescrow or \\server\share\keyescrow`)
 	}
 	checkAbs(p, "backup.local_directory", b.LocalDirectory)
+	if b.Remote && b.LocalDirectory != "" {
+		p.add("backup.local_directory", "is not used with backup.remote: true (the key file is read over the SQL connection)",
+			"remove backup.local_directory, or set backup.remote: false")
+	}
 	checkAbs(p, "metrics_file", c.MetricsFile)
 	checkAbs(p, "lock_file", c.LockFile)
 	if c.MaxAge <= 0 {

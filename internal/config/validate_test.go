@@ -40,6 +40,8 @@ func TestValidateRefuses(t *testing.T) {
 		}, []string{"both account_key_env and account_key_file"}},
 		{"sas without a token", func(c *Config) { c.Destinations[az].Auth = "sas" }, []string{"sas_env or sas_file"}},
 		{"a key source with another auth", func(c *Config) { c.Destinations[az].SASEnv = "SAS" }, []string{"destinations[1].sas_env", "only used with auth: sas"}},
+		{"remote mode with a local directory", func(c *Config) { c.Backup.Remote, c.Backup.LocalDirectory = true, "/mnt/keys" },
+			[]string{"backup.local_directory", "not used with backup.remote: true"}},
 		{"client-secret without tenant, client or secret", func(c *Config) { c.Destinations[az].Auth = "client-secret" },
 			[]string{"destinations[1].tenant_id", "destinations[1].client_id", "client_secret_env or client_secret_file"}},
 		{"client-certificate without its file", func(c *Config) {
