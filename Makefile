@@ -16,19 +16,18 @@ build:
 # KEYESCROW_TEST_SQLSERVER_DSN is passed on purpose, see README).
 test: deps
 	env -u AWS_CA_BUNDLE -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN -u AWS_PROFILE -u AWS_REGION \
-	  $(GO) test -race -count=1 ./...
+	  -u AZURE_CLIENT_ID -u AZURE_TENANT_ID -u AZURE_CLIENT_SECRET -u AZURE_FEDERATED_TOKEN_FILE -u AZURE_AUTHORITY_HOST \
+	  $(GO) test -race -count=1 -timeout 30m ./...
 
 # The main job: `keyescrow backup` against the TDS stand-in and a local
 # folder destination, both started here; prints the receipt.
 demo:
 	bash deploy/dev/demo.sh
 
-# Debian's FreeTDS client, the independent TDS peer the stand-in is
-# cross-checked with.
+# Debian packages the suite uses (FreeTDS tsql, systemd-analyze, Wine and
+# mingw for the Windows build), installed only when missing; Go modules.
 deps:
-	@command -v tsql >/dev/null 2>&1 || { \
-	  SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq freetds-bin >/dev/null; }
+	bash deploy/dev/debian-deps.sh
 	$(GO) mod download
 
 vet:
