@@ -1,8 +1,11 @@
 // Package metrics owns the Prometheus textfile-collector output (config key
 // metrics_file), read by node_exporter's and windows_exporter's textfile
-// collectors. The file is replaced atomically (temp file, fsync, rename), and
-// the "last success" and "newest verified escrow" times carry over from the
-// previous file, so a failed run never erases when the key was last proven.
+// collectors. The file is replaced atomically (temp file, fsync, rename).
+//
+// Each run rewrites the series it owns and carries the others over from the
+// previous file: the series of other commands (a backup run keeps the last
+// verify run's figures), and the "last success" and "newest verified escrow"
+// times, so a failed run never erases when the key was last proven.
 package metrics
 
 import (
@@ -10,75 +13,127 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/keyescrow/keyescrow/internal/receipt"
 )
 
+// family is one metric: its name, help text and whether its samples carry
+// over from the previous file (keep) and by which label they belong to a
+// run (owner: "command" or "destination").
+type family struct {
+	name, help string
+	owner      string
+	keep       bool
+}
+
 const (
 	lastSuccess = "keyescrow_last_success_timestamp_seconds"
 	newest      = "keyescrow_newest_verified_escrow_timestamp_seconds"
 )
 
+var families = []family{
+	{name: "keyescrow_build_info", help: "keyescrow's version (the value is always 1)."},
+	{name: "keyescrow_last_run_timestamp_seconds", help: "When the last run of the command finished (Unix time).", owner: "command"},
+	{name: "keyescrow_last_run_success", help: "1 when the last run of the command verified every destination, else 0.", owner: "command"},
+	{name: "keyescrow_last_run_exit_code", help: "Exit code of the last run of the command (0 = every destination verified).", owner: "command"},
+	{name: "keyescrow_last_run_duration_seconds", help: "How long the last run of the command took.", owner: "command"},
+	{name: "keyescrow_last_run_bytes", help: "Size of the key file the last run of the command archived.", owner: "command"},
+	{name: lastSuccess, help: "When a run of the command last ended with every destination verified (Unix time).", owner: "command", keep: true},
+	{name: "keyescrow_destination_up", help: "1 when the last run verified the copy at this destination, else 0.", owner: "destination"},
+	{name: "keyescrow_destination_exit_code", help: "Exit code of the last run at this destination (0 = verified; 4 refused by policy, 5 transfer, 6 verification).", owner: "destination"},
+	{name: newest, help: "When a copy at this destination was last written and verified (Unix time).", owner: "destination", keep: true},
+}
+
+// sample is one line: labels rendered in order, and the value.
+type sample struct {
+	labels string
+	value  string
+}
+
 // Write records the run's receipt in the textfile at path.
 func Write(path, command string, rec *receipt.Receipt) error {
 	prev := readPrevious(path)
-	var b strings.Builder
-	gauge := func(name, help string) {
-		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name)
+	cur := map[string][]sample{}
+	set := func(name, labels, value string) {
+		cur[name] = append(cur[name], sample{labels, value})
 	}
-	cmd := `command="` + escape(command) + `"`
-	end := float64(rec.FinishedAt.UnixNano()) / 1e9
-
-	gauge("keyescrow_last_run_timestamp_seconds", "When the last run finished (Unix time).")
-	fmt.Fprintf(&b, "keyescrow_last_run_timestamp_seconds{%s} %.3f\n", cmd, end)
-	gauge("keyescrow_last_run_exit_code", "Exit code of the last run (0 = every destination verified).")
-	fmt.Fprintf(&b, "keyescrow_last_run_exit_code{%s} %d\n", cmd, rec.ExitCode)
-	gauge("keyescrow_last_run_duration_seconds", "How long the last run took.")
-	fmt.Fprintf(&b, "keyescrow_last_run_duration_seconds{%s} %.3f\n", cmd, rec.FinishedAt.Sub(rec.StartedAt).Seconds())
-
-	gauge(lastSuccess, "When a run last ended with every destination verified (Unix time).")
-	if rec.Status == receipt.StatusOK {
-		prev[lastSuccess+"{"+cmd+"}"] = end
-	}
-	writeSeries(&b, prev, lastSuccess)
-
-	gauge("keyescrow_destination_up", "1 when the last run verified the copy at this destination, else 0.")
-	for _, d := range rec.Destinations {
-		up := 0
-		if d.Status == receipt.DestVerified {
-			up = 1
-			prev[newest+`{destination="`+escape(d.Name)+`"}`] = end
-		}
-		fmt.Fprintf(&b, "keyescrow_destination_up{destination=\"%s\",type=\"%s\"} %d\n", escape(d.Name), escape(d.Type), up)
-	}
-	gauge("keyescrow_last_run_bytes", "Size of the key file archived by the last run.")
+	cmd := label("command", command)
+	end := seconds(rec.FinishedAt.UnixNano())
+	set("keyescrow_build_info", label("version", rec.Version)+","+label("goversion", runtime.Version()), "1")
+	set("keyescrow_last_run_timestamp_seconds", cmd, end)
+	set("keyescrow_last_run_success", cmd, boolValue(rec.Status == receipt.StatusOK))
+	set("keyescrow_last_run_exit_code", cmd, strconv.Itoa(rec.ExitCode))
+	set("keyescrow_last_run_duration_seconds", cmd, seconds(rec.FinishedAt.Sub(rec.StartedAt).Nanoseconds()))
 	if rec.File != nil {
-		fmt.Fprintf(&b, "keyescrow_last_run_bytes{%s} %d\n", cmd, rec.File.Bytes)
+		set("keyescrow_last_run_bytes", cmd, strconv.FormatInt(rec.File.Bytes, 10))
 	}
-	gauge(newest, "When a copy at this destination was last written and verified (Unix time).")
-	writeSeries(&b, prev, newest)
+	if rec.Status == receipt.StatusOK {
+		set(lastSuccess, cmd, end)
+	}
+	for _, d := range rec.Destinations {
+		dl := label("destination", d.Name) + "," + label("type", d.Type)
+		code := 0
+		if d.Error != nil {
+			code = d.Error.Code
+		}
+		set("keyescrow_destination_up", dl, boolValue(d.Status == receipt.DestVerified))
+		set("keyescrow_destination_exit_code", dl, strconv.Itoa(code))
+		if d.Status == receipt.DestVerified {
+			set(newest, label("destination", d.Name), end)
+		}
+	}
+
+	var b strings.Builder
+	for _, f := range families {
+		samples := cur[f.name]
+		for _, s := range prev[f.name] {
+			if carriesOver(f, s, command, samples) {
+				samples = append(samples, s)
+			}
+		}
+		slices.SortFunc(samples, func(a, b sample) int { return strings.Compare(a.labels, b.labels) })
+		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s gauge\n", f.name, f.help, f.name)
+		for _, s := range samples {
+			fmt.Fprintf(&b, "%s{%s} %s\n", f.name, s.labels, s.value)
+		}
+	}
 	return writeAtomic(path, []byte(b.String()))
 }
 
-func writeSeries(b *strings.Builder, m map[string]float64, name string) {
-	var keys []string
-	for k := range m {
-		if strings.HasPrefix(k, name+"{") {
-			keys = append(keys, k)
-		}
+// carriesOver decides whether an earlier sample stays: never when this run
+// wrote the same series; a command's series when another command wrote it
+// (or when it is a kept time); a destination's only when it is a kept time.
+func carriesOver(f family, s sample, command string, cur []sample) bool {
+	if slices.ContainsFunc(cur, func(c sample) bool { return c.labels == s.labels }) {
+		return false
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		fmt.Fprintf(b, "%s %.3f\n", k, m[k])
+	switch f.owner {
+	case "command":
+		return f.keep || !strings.Contains(s.labels, label("command", command))
+	case "destination":
+		return f.keep
 	}
+	return false
 }
 
-// readPrevious reads the carried-over series of an earlier file.
-func readPrevious(path string) map[string]float64 {
-	out := map[string]float64{}
+func label(k, v string) string { return k + `="` + escape(v) + `"` }
+
+func boolValue(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+func seconds(ns int64) string { return strconv.FormatFloat(float64(ns)/1e9, 'f', 3, 64) }
+
+// readPrevious reads the samples of an earlier file, by family.
+func readPrevious(path string) map[string][]sample {
+	out := map[string][]sample{}
 	f, err := os.Open(path)
 	if err != nil {
 		return out
@@ -87,13 +142,16 @@ func readPrevious(path string) map[string]float64 {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, lastSuccess+"{") && !strings.HasPrefix(line, newest+"{") {
+		open, end := strings.IndexByte(line, '{'), strings.LastIndexByte(line, '}')
+		if strings.HasPrefix(line, "#") || open <= 0 || end < open || end+2 > len(line) {
 			continue
 		}
-		i := strings.LastIndexByte(line, ' ')
-		if v, err := strconv.ParseFloat(line[i+1:], 64); i > 0 && err == nil {
-			out[line[:i]] = v
+		v := strings.TrimSpace(line[end+1:])
+		if _, err := strconv.ParseFloat(v, 64); err != nil {
+			continue
 		}
+		name := line[:open]
+		out[name] = append(out[name], sample{labels: line[open+1 : end], value: v})
 	}
 	return out
 }
