@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: build test demo deps vet fmt fuzz windows clean
+.PHONY: build test demo deps vet fmt fuzz windows release-check clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o .tools/bin/keyescrow ./cmd/keyescrow
@@ -45,5 +45,10 @@ fuzz:
 windows:
 	GOOS=windows GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o .tools/bin/keyescrow.exe ./cmd/keyescrow
 
+# GoReleaser: check the config, build the three release archives twice as a
+# snapshot and prove them reproducible (dist/SHA256SUMS).
+release-check:
+	bash deploy/dev/release-check.sh
+
 clean:
-	rm -rf .tools/bin
+	rm -rf .tools/bin dist
