@@ -39,6 +39,10 @@ func (c *conn) exec(kind StatementKind, sql string, t *tokens) {
 		t.colMetadata(cols)
 		t.row(cols, vals)
 		t.done(tokDone, doneCount, curCmdSelect, 1)
+	case KindReadFile:
+		c.readFile(sql, t)
+	case KindDeleteFiles:
+		c.execProcedure(sql, t)
 	case KindBackupSMK:
 		path, pw, err := ParseBackupServiceMasterKey(sql)
 		if err != nil {
@@ -69,6 +73,10 @@ func (c *conn) exec(kind StatementKind, sql string, t *tokens) {
 		}
 		if toks[0].kind == tEOF {
 			t.done(tokDone, doneFinal, 0, 0)
+			return
+		}
+		if toks[0].kind == tWord && (strings.EqualFold(toks[0].val, "EXEC") || strings.EqualFold(toks[0].val, "EXECUTE")) {
+			c.execProcedure(sql, t)
 			return
 		}
 		fail(Error{Number: 102, State: 1, Class: 15, Message: fmt.Sprintf("Incorrect syntax near '%s'.", toks[0].text)})
@@ -111,7 +119,7 @@ func (c *conn) facts() facts {
 			"@@VERSION":    s.versionString(),
 			"@@SPID":       int64(c.spid),
 		},
-		controlServer: c.login.ControlServer,
+		login: c.login,
 	}
 }
 
@@ -155,7 +163,7 @@ func (s *Server) mapPath(p string) (string, error) {
 
 func (c *conn) backupSMK(path, pw string) *Error {
 	s := c.s
-	if !c.login.ControlServer {
+	if !c.login.controlServer() {
 		return &errNoPermission
 	}
 	if e := checkPasswordPolicy(pw); e != nil {
@@ -188,7 +196,7 @@ func (c *conn) backupSMK(path, pw string) *Error {
 
 func (c *conn) restoreSMK(path, pw string) *Error {
 	s := c.s
-	if !c.login.ControlServer {
+	if !c.login.controlServer() {
 		return &errNoPermission
 	}
 	badFile := &Error{Number: 15317, State: 1, Class: 16, Message: "The master key file does not exist or has invalid format."}
