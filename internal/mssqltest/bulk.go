@@ -275,6 +275,10 @@ func (c *conn) readFile(sql string, t *tokens) {
 		fail(*e)
 		return
 	}
+	sent := data
+	if c.shortRead > 0 {
+		sent = data[:max(0, len(data)-c.shortRead)]
+	}
 	cols := make([]column, len(b.items))
 	vals := make([]value, len(b.items))
 	for i, it := range b.items {
@@ -284,14 +288,14 @@ func (c *conn) readFile(sql string, t *tokens) {
 			vals[i] = int64(len(data))
 		case "SUBSTRING":
 			cols[i] = column{name: it.alias, blob: true}
-			vals[i] = substring(data, it.start, it.length)
+			vals[i] = substring(sent, it.start, it.length)
 		default:
 			name := it.alias
 			if name == "" {
 				name = "BulkColumn"
 			}
 			cols[i] = column{name: name, blob: true}
-			vals[i] = data
+			vals[i] = sent
 		}
 	}
 	t.colMetadata(cols)
