@@ -124,7 +124,7 @@ func hint(n int32) string {
 	case ErrNumDecryption, ErrNumRestoreDecrypt1, ErrNumRestoreDecrypt2, ErrNumRestoreDecrypt3:
 		return "the file could not be decrypted: check the backup password; RESTORE … FORCE carries on but loses what it cannot decrypt"
 	case ErrNumBulkPermission:
-		return "reading the key file back (backup.remote) needs ADMINISTER BULK OPERATIONS: GRANT ADMINISTER BULK OPERATIONS TO [login]; or add the login to bulkadmin (on SQL Server on Linux before 2022 CU24 only sysadmin may use OPENROWSET(BULK …)); the key file stays on the server"
+		return "reading the key file back (backup.remote) needs ADMINISTER BULK OPERATIONS: GRANT ADMINISTER BULK OPERATIONS TO [login]; or add the login to bulkadmin (on SQL Server on Linux before 2022 CU24 only sysadmin may use OPENROWSET(BULK …))"
 	case ErrNumBulkFileMissing:
 		return "the server cannot see the key file at that path: check that backup.server_directory is the folder as SQL Server itself sees it and that its service account may read there"
 	case ErrNumBulkFileOpen:
