@@ -37,7 +37,7 @@ func (r *Runner) backupRemote(ctx context.Context, rec *receipt.Receipt, db SQL,
 	}
 	if err != nil {
 		r.Log.WarnContext(ctx, "the key file could not be read back; it stays on the server", "server_path", serverPath)
-		return fmt.Errorf("%w (the key file stays on the server at %s: %s)", err, serverPath, removeHow(serverPath)), refused
+		return fmt.Errorf("%w (the key file stays on the server at %s and is not archived: archive it there with keyescrow archive, then %s)", err, serverPath, removeHow(serverPath)), refused
 	}
 	kf := newKeyFile(serverPath, data)
 	key := func(prefix string) string { return objectKey(prefix, rec.Host, rec.Instance, rec.Kind, name) }
@@ -59,6 +59,6 @@ func (r *Runner) backupRemote(ctx context.Context, rec *receipt.Receipt, db SQL,
 
 // removeHow says how to remove a key file keyescrow left on the server.
 func removeHow(serverPath string) string {
-	return "after archiving it, remove it with " + sqlserver.RemoveServerFileStatement(serverPath) +
+	return "remove it with " + sqlserver.RemoveServerFileStatement(serverPath) +
 		" as a member of sysadmin (SQL Server 2019 or 2017 CU18 and later), or delete it on the server's disk"
 }
