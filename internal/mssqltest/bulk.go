@@ -251,28 +251,18 @@ func (c *conn) mayBulkLoad() bool {
 
 // readFile answers SELECT … FROM OPENROWSET(BULK …, SINGLE_BLOB).
 func (c *conn) readFile(sql string, t *tokens) {
-	s := c.s
-	fail := func(e Error) {
-		t.message(tokError, e, s.cfg.ServerName)
-		t.done(tokDone, doneError, 0, 0)
-	}
 	b, err := parseBulkSelect(sql)
 	if err != nil {
-		var se *sqlError
-		if errors.As(err, &se) {
-			fail(se.err)
-			return
-		}
-		fail(Error{Number: 102, State: 1, Class: 15, Message: "Incorrect syntax near 'SELECT'."})
+		c.failParse(t, sql, err)
 		return
 	}
 	if !c.mayBulkLoad() {
-		fail(errBulkPermission)
+		c.fail(t, errBulkPermission)
 		return
 	}
 	data, e := c.readServerFile(b.path)
 	if e != nil {
-		fail(*e)
+		c.fail(t, *e)
 		return
 	}
 	sent := data

@@ -11,19 +11,8 @@ import (
 
 // exec runs a classified statement and appends its response tokens.
 func (c *conn) exec(kind StatementKind, sql string, t *tokens) {
-	s := c.s
-	fail := func(e Error) {
-		t.message(tokError, e, s.cfg.ServerName)
-		t.done(tokDone, doneError, 0, 0)
-	}
-	failErr := func(err error) {
-		var se *sqlError
-		if errors.As(err, &se) {
-			fail(se.err)
-			return
-		}
-		fail(Error{Number: 102, State: 1, Class: 15, Message: "Incorrect syntax near '" + firstWord(sql) + "'."})
-	}
+	fail := func(e Error) { c.fail(t, e) }
+	failErr := func(err error) { c.failParse(t, sql, err) }
 	switch kind {
 	case KindSelect:
 		items, err := parseSelect(sql)
@@ -81,6 +70,23 @@ func (c *conn) exec(kind StatementKind, sql string, t *tokens) {
 		}
 		fail(Error{Number: 102, State: 1, Class: 15, Message: fmt.Sprintf("Incorrect syntax near '%s'.", toks[0].text)})
 	}
+}
+
+// fail answers a batch with one error.
+func (c *conn) fail(t *tokens, e Error) {
+	t.message(tokError, e, c.s.cfg.ServerName)
+	t.done(tokDone, doneError, 0, 0)
+}
+
+// failParse answers a batch that did not parse: with SQL Server's error
+// when the parser has one, else a syntax error at the first word.
+func (c *conn) failParse(t *tokens, sql string, err error) {
+	var se *sqlError
+	if errors.As(err, &se) {
+		c.fail(t, se.err)
+		return
+	}
+	c.fail(t, Error{Number: 102, State: 1, Class: 15, Message: "Incorrect syntax near '" + firstWord(sql) + "'."})
 }
 
 func firstWord(sql string) string {

@@ -96,29 +96,20 @@ func (s *Server) hasDeleteFiles() bool {
 // xp_delete_files; anything else is Msg 2812, as for a missing procedure.
 func (c *conn) execProcedure(sql string, t *tokens) {
 	s := c.s
-	fail := func(e Error) {
-		t.message(tokError, e, s.cfg.ServerName)
-		t.done(tokDone, doneError, 0, 0)
-	}
 	e, err := parseExec(sql)
 	if err != nil {
-		var se *sqlError
-		if errors.As(err, &se) {
-			fail(se.err)
-			return
-		}
-		fail(Error{Number: 102, State: 1, Class: 15, Message: "Incorrect syntax near '" + firstWord(sql) + "'."})
+		c.failParse(t, sql, err)
 		return
 	}
 	known := strings.EqualFold(e.object, "xp_delete_files") &&
 		(e.db == "" || strings.EqualFold(e.db, "master")) &&
 		(e.schema == "" || strings.EqualFold(e.schema, "sys") || strings.EqualFold(e.schema, "dbo"))
 	if !known || !s.hasDeleteFiles() {
-		fail(Error{Number: 2812, State: 62, Class: 16, Message: fmt.Sprintf("Could not find stored procedure '%s'.", e.name)})
+		c.fail(t, Error{Number: 2812, State: 62, Class: 16, Message: fmt.Sprintf("Could not find stored procedure '%s'.", e.name)})
 		return
 	}
 	if !c.login.Sysadmin {
-		fail(Error{Number: 229, State: 5, Class: 14, Message: "The EXECUTE permission was denied on the object 'xp_delete_files', database 'mssqlsystemresource', schema 'sys'."})
+		c.fail(t, Error{Number: 229, State: 5, Class: 14, Message: "The EXECUTE permission was denied on the object 'xp_delete_files', database 'mssqlsystemresource', schema 'sys'."})
 		return
 	}
 	if xe := c.deleteFiles(e.args); xe != nil {
