@@ -147,9 +147,9 @@ func TestRemoteModeErrorsSayWhatToDo(t *testing.T) {
 			if tc.remove {
 				err = c.RemoveServerFile(context.Background(), tc.path)
 			} else {
-				_, err = c.ReadServerFile(context.Background(), tc.path, cmp(tc.max, maxKey))
+				_, err = c.ReadServerFile(context.Background(), tc.path, orDefault(tc.max, maxKey))
 			}
-			want := cmp(int64(tc.code), int64(exitcode.SQLServer))
+			want := orDefault(int64(tc.code), int64(exitcode.SQLServer))
 			if int64(exitcode.Code(err)) != want {
 				t.Fatalf("exit code %d for %v, want %d", exitcode.Code(err), err, want)
 			}
@@ -175,7 +175,7 @@ func TestRemoteModeErrorsSayWhatToDo(t *testing.T) {
 	}
 }
 
-func cmp(v, def int64) int64 {
+func orDefault(v, def int64) int64 {
 	if v == 0 {
 		return def
 	}
