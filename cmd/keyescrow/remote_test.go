@@ -28,10 +28,10 @@ const (
 // at remoteServerDir (on the stand-in's disk: e.keyDir), and a TMPDIR of
 // its own, so the test can prove the agent wrote nothing on its host but
 // the copy, the lock and what it was told to write.
-func newRemoteEnv(t *testing.T, user string) *env {
+func newRemoteEnv(t *testing.T, user string, mods ...func(*mssqltest.Config)) *env {
 	t.Helper()
 	var serverDisk string
-	e := newEnv(t, mssqltest.Config{
+	cfg := mssqltest.Config{
 		Logins: []mssqltest.Login{
 			{User: ciUser, Password: loginPW, Sysadmin: true},
 			{User: operatorUser, Password: loginPW, ControlServer: true},
@@ -44,14 +44,18 @@ func newRemoteEnv(t *testing.T, user string) *env {
 			}
 			return filepath.Join(serverDisk, rest), nil
 		},
-	})
+	}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	e := newEnv(t, cfg)
 	serverDisk = e.keyDir
 	e.vars["KEYESCROW_SQLSERVER_DSN"] = e.srv.DSN(user, loginPW, nil)
 	e.vars["TMPDIR"] = filepath.Join(e.root, "tmp")
 	if err := os.Mkdir(e.vars["TMPDIR"], 0o700); err != nil {
 		t.Fatal(err)
 	}
-	cfg := fmt.Sprintf(`sqlserver:
+	yml := fmt.Sprintf(`sqlserver:
   dsn_env: KEYESCROW_SQLSERVER_DSN
 backup:
   remote: true
@@ -64,7 +68,7 @@ destinations:
     path: %q
 lock_file: %q
 `, strings.ReplaceAll(remoteServerDir, "'", "''"), e.usbDir, e.lockF)
-	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
+	if err := os.WriteFile(e.cfgPath, []byte(yml), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -184,6 +188,29 @@ func TestRemoteBackupWithoutBulkPermissionExits3WithTheGrant(t *testing.T) {
 	r = e.run("check", "--config", e.cfgPath, "--json")
 	if r.code != 3 || !strings.Contains(r.stdout, `"bulk_operations": false`) || !strings.Contains(r.stdout, "GRANT ADMINISTER BULK OPERATIONS") {
 		t.Fatalf("check: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestRemoteBackupWhoseReadBackFailsExits3AndNamesTheFileLeftOnTheServer(t *testing.T) {
+	// SQL Server on Linux before 2022 CU24: CONTROL SERVER passes the
+	// permission check keyescrow makes, but only sysadmin may bulk load.
+	e := newRemoteEnv(t, operatorUser, func(c *mssqltest.Config) { c.BulkRequiresSysadmin = true })
+	r := e.run("backup", "--config", e.cfgPath)
+	if r.code != 3 {
+		t.Fatalf("exit %d, want 3\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	left := files(t, e.keyDir)
+	if len(left) != 1 {
+		t.Fatalf("the server's disk holds %v, want the exported key file", left)
+	}
+	name := filepath.Base(left[0])
+	for _, w := range []string{"Msg 4834", "only sysadmin", "the key file stays on the server at " + remoteServerDir + `\` + name, "keyescrow archive"} {
+		if !strings.Contains(r.stderr, w) {
+			t.Errorf("stderr does not say %q:\n%s", w, r.stderr)
+		}
+	}
+	if len(files(t, e.usbDir)) != 0 || slices.Contains(e.srv.Statements(), mssqltest.KindDeleteFiles) {
+		t.Error("a key that was never read back was archived or removed")
 	}
 }
 
