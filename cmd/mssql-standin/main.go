@@ -23,6 +23,9 @@ func main() {
 	instance := flag.String("instance", "", "SERVERPROPERTY('InstanceName'); empty = default instance")
 	encrypt := flag.String("encrypt", "off", "off|required|not-supported|strict")
 	noControl := flag.Bool("no-control-server", false, "login lacks CONTROL SERVER")
+	sysadmin := flag.Bool("sysadmin", false, "login is a member of sysadmin (may run xp_delete_files)")
+	denyBulk := flag.Bool("deny-bulk", false, "DENY ADMINISTER BULK OPERATIONS to the login (OPENROWSET(BULK …) fails with Msg 4834)")
+	linuxBulk := flag.Bool("bulk-requires-sysadmin", false, "only sysadmin may run OPENROWSET(BULK …), as on SQL Server on Linux before 2022 CU24")
 	portFile := flag.String("port-file", "", "write the port number to this file")
 	verbose := flag.Bool("v", false, "debug log to stderr")
 	flag.Parse()
@@ -43,10 +46,11 @@ func main() {
 		log.Fatalf("--encrypt %q: want off, required, not-supported or strict", *encrypt)
 	}
 	cfg := mssqltest.Config{
-		Logins:       []mssqltest.Login{{User: *user, Password: password, ControlServer: !*noControl}},
-		ServerName:   *serverName,
-		InstanceName: *instance,
-		Encryption:   mode,
+		Logins:               []mssqltest.Login{{User: *user, Password: password, ControlServer: !*noControl, Sysadmin: *sysadmin, DenyBulk: *denyBulk}},
+		ServerName:           *serverName,
+		InstanceName:         *instance,
+		Encryption:           mode,
+		BulkRequiresSysadmin: *linuxBulk,
 	}
 	if *verbose {
 		cfg.Logf = log.Printf

@@ -26,11 +26,15 @@ type checkReport struct {
 }
 
 type sqlCheck struct {
-	Status         string         `json:"status"` // ok, failed, skipped
-	Server         string         `json:"server,omitempty"`
-	Instance       string         `json:"instance,omitempty"`
-	ProductVersion string         `json:"product_version,omitempty"`
-	ControlServer  bool           `json:"control_server"`
+	Status         string `json:"status"` // ok, failed, skipped
+	Server         string `json:"server,omitempty"`
+	Instance       string `json:"instance,omitempty"`
+	ProductVersion string `json:"product_version,omitempty"`
+	ControlServer  bool   `json:"control_server"`
+	// Remote mode (backup.remote): the login may read the key file back
+	// (ADMINISTER BULK OPERATIONS) and remove it (sysadmin).
+	BulkOperations *bool          `json:"bulk_operations,omitempty"`
+	Sysadmin       *bool          `json:"sysadmin,omitempty"`
 	Detail         string         `json:"detail,omitempty"`
 	Error          *receipt.Error `json:"error,omitempty"`
 }
@@ -111,7 +115,8 @@ func (inv *invocation) checkSQL(ctx context.Context, cfg *config.Config) (*sqlCh
 	if _, err := inv.readPassword(cfg); err != nil {
 		return fail(err)
 	}
-	if cfg.Backup.ServerDirectory != "" {
+	// In remote mode the key folder is on the server's disk only.
+	if cfg.Backup.ServerDirectory != "" && !cfg.Backup.Remote {
 		if err := escrow.CheckKeyFolder(cfg.Backup.LocalDirectory, cfg.Backup.ServerDirectory); err != nil {
 			return fail(err)
 		}
@@ -133,6 +138,16 @@ func (inv *invocation) checkSQL(ctx context.Context, cfg *config.Config) (*sqlCh
 	if !info.ControlServer {
 		return fail(exitcode.Wrap(exitcode.SQLServer, fmt.Errorf("the login cannot back up the service master key: it lacks CONTROL SERVER; GRANT CONTROL SERVER TO [login]; (or use a member of sysadmin)")))
 	}
+	if cfg.Backup.Remote {
+		sc.BulkOperations, sc.Sysadmin = &info.BulkOperations, &info.Sysadmin
+		if !info.BulkOperations {
+			return fail(exitcode.Wrap(exitcode.SQLServer, fmt.Errorf("backup.remote reads the key file back through SQL Server, which needs ADMINISTER BULK OPERATIONS, and the login lacks it: GRANT ADMINISTER BULK OPERATIONS TO [login]; or add the login to bulkadmin")))
+		}
+		if !info.Sysadmin {
+			sc.Detail = "the login is not sysadmin: the key file will stay on the server after each run (xp_delete_files needs sysadmin)"
+			inv.log.Warn("backup.remote: the login is not a member of sysadmin, so keyescrow cannot remove the key file from the server after a run; remove it there, or use a sysadmin login", "server_directory", cfg.Backup.ServerDirectory)
+		}
+	}
 	sc.Status = "ok"
 	return sc, nil
 }
@@ -144,6 +159,9 @@ func (rep *checkReport) text() string {
 		fmt.Fprintf(&b, "  sqlserver: %s", s.Status)
 		if s.Server != "" {
 			fmt.Fprintf(&b, " server=%s instance=%s version=%s control_server=%t", s.Server, s.Instance, s.ProductVersion, s.ControlServer)
+			if s.BulkOperations != nil && s.Sysadmin != nil {
+				fmt.Fprintf(&b, " bulk_operations=%t sysadmin=%t", *s.BulkOperations, *s.Sysadmin)
+			}
 		}
 		if s.Detail != "" {
 			fmt.Fprintf(&b, " (%s)", s.Detail)

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -59,6 +61,10 @@ type setup struct {
 
 	waive     []string
 	keepLocal bool
+	remote    bool // backup.remote
+	// serverDir, when set, is backup.server_directory as the server sees
+	// it; the stand-in maps it onto the key folder.
+	serverDir string
 	// keyDirName is the key folder's name inside the test's temp dir.
 	keyDirName string
 	// lock, when set, replaces the no-op lock.
@@ -67,14 +73,16 @@ type setup struct {
 
 // env is one test's stand-in, destinations and runner.
 type env struct {
-	t       *testing.T
-	srv     *mssqltest.Server
-	keyDir  string // the key folder as this host sees it
-	fileDir string
-	mem     *memstore.Store
-	runner  *Runner
-	logs    *lockedBuffer
-	dsn     string
+	t      *testing.T
+	srv    *mssqltest.Server
+	keyDir string // the key folder as this host sees it
+	// serverDir is backup.server_directory: keyDir unless setup.serverDir.
+	serverDir string
+	fileDir   string
+	mem       *memstore.Store
+	runner    *Runner
+	logs      *lockedBuffer
+	dsn       string
 
 	connects atomic.Int32
 	locks    atomic.Int32
@@ -119,6 +127,15 @@ func newEnv(t *testing.T, mods ...func(*setup)) *env {
 		t.Fatal(err)
 	}
 
+	if s.serverDir != "" {
+		s.server.MapPath = func(p string) (string, error) {
+			rest, ok := strings.CutPrefix(p, s.serverDir)
+			if !ok {
+				return "", fmt.Errorf("%q is outside the server folder", p)
+			}
+			return filepath.Join(e.keyDir, strings.TrimLeft(rest, `\/`)), nil
+		}
+	}
 	srv, err := mssqltest.NewServer(s.server)
 	if err != nil {
 		t.Fatalf("starting the SQL Server stand-in: %v", err)
@@ -126,6 +143,10 @@ func newEnv(t *testing.T, mods ...func(*setup)) *env {
 	t.Cleanup(func() { srv.Close() })
 	e.srv = srv
 	e.dsn = srv.DSN(s.user, s.pass, nil)
+	e.serverDir = e.keyDir
+	if s.serverDir != "" {
+		e.serverDir = s.serverDir
+	}
 
 	mem, err := memstore.New(s.mem)
 	if err != nil {
@@ -138,7 +159,7 @@ func newEnv(t *testing.T, mods ...func(*setup)) *env {
 	}
 
 	cfg := &config.Config{
-		Backup:     config.Backup{ServerDirectory: e.keyDir, KeepLocal: s.keepLocal},
+		Backup:     config.Backup{ServerDirectory: e.serverDir, KeepLocal: s.keepLocal, Remote: s.remote},
 		HomeRegion: homeRegion,
 		Waive:      s.waive,
 	}

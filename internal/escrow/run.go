@@ -24,6 +24,11 @@ import (
 type SQL interface {
 	Info(ctx context.Context) (sqlserver.Info, error)
 	BackupServiceMasterKey(ctx context.Context, serverPath string, password secret.Value) error
+	// ReadServerFile reads a file on the server's disk over the connection
+	// (backup.remote), at most max bytes.
+	ReadServerFile(ctx context.Context, serverPath string, max int64) ([]byte, error)
+	// RemoveServerFile removes a file on the server's disk and proves it gone.
+	RemoveServerFile(ctx context.Context, serverPath string) error
 	Close() error
 }
 
@@ -94,6 +99,9 @@ func (r *Runner) backup(ctx context.Context, rec *receipt.Receipt) (runErr, dest
 	}
 	rec.Host, rec.Instance = info.MachineName, info.InstanceName
 	r.Log.InfoContext(ctx, "connected to SQL Server", "server", info.ServerName, "version", info.ProductVersion, "edition", info.Edition)
+	if r.Config.Backup.Remote {
+		return r.backupRemote(ctx, rec, db, info, targets, refused)
+	}
 
 	b := r.Config.Backup
 	localDir, localKey := b.LocalDirectory, "backup.local_directory"

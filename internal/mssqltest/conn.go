@@ -20,6 +20,8 @@ type conn struct {
 	fullTLS bool
 	pktSize int
 	login   Login
+	// shortRead is the ShortRead of the fault firing for this batch.
+	shortRead int
 }
 
 const handshakeTimeout = 30 * time.Second

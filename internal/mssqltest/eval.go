@@ -8,9 +8,9 @@ import (
 
 // facts are what a SELECT can see about the server and the session.
 type facts struct {
-	props         map[string]value // SERVERPROPERTY names, upper case
-	globals       map[string]value // @@ names, upper case
-	controlServer bool
+	props   map[string]value // SERVERPROPERTY names, upper case
+	globals map[string]value // @@ names, upper case
+	login   Login
 }
 
 // evalSelect evaluates a parsed SELECT list into one row.
@@ -44,10 +44,17 @@ func evalSelect(items []selectItem, f facts) ([]column, []value, error) {
 	return cols, vals, nil
 }
 
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // isIntExpr tells the column type of an expression that evaluated to NULL.
 func isIntExpr(e *expr) bool {
 	switch e.op {
-	case "null", "int", "perms":
+	case "null", "int", "perms", "role":
 		return true
 	case "cast":
 		return e.castInt
@@ -68,12 +75,28 @@ func evalExpr(e *expr, f facts) (value, error) {
 	case "prop":
 		return f.props[strings.ToUpper(e.s)], nil
 	case "perms":
-		if f.controlServer {
+		name := strings.ToUpper(strings.Join(strings.Fields(e.s), " "))
+		if name == "ADMINISTER BULK OPERATIONS" {
+			return boolInt(f.login.administerBulk()), nil
+		}
+		if f.login.controlServer() {
 			return int64(1), nil
 		}
-		switch strings.ToUpper(strings.Join(strings.Fields(e.s), " ")) {
+		switch name {
 		case "CONTROL SERVER", "ALTER ANY LOGIN", "VIEW SERVER STATE", "ALTER ANY DATABASE":
 			return int64(0), nil
+		}
+		return nil, nil
+	case "role":
+		// IS_SRVROLEMEMBER: 1 or 0 for a fixed server role, NULL for a
+		// name that is no role.
+		switch strings.ToLower(e.s) {
+		case "sysadmin":
+			return boolInt(f.login.Sysadmin), nil
+		case "bulkadmin":
+			return boolInt(f.login.BulkAdmin), nil
+		case "serveradmin", "securityadmin", "processadmin", "setupadmin", "diskadmin", "dbcreator", "public":
+			return boolInt(f.login.Sysadmin || strings.EqualFold(e.s, "public")), nil
 		}
 		return nil, nil
 	case "cast":

@@ -11,19 +11,8 @@ import (
 
 // exec runs a classified statement and appends its response tokens.
 func (c *conn) exec(kind StatementKind, sql string, t *tokens) {
-	s := c.s
-	fail := func(e Error) {
-		t.message(tokError, e, s.cfg.ServerName)
-		t.done(tokDone, doneError, 0, 0)
-	}
-	failErr := func(err error) {
-		var se *sqlError
-		if errors.As(err, &se) {
-			fail(se.err)
-			return
-		}
-		fail(Error{Number: 102, State: 1, Class: 15, Message: "Incorrect syntax near '" + firstWord(sql) + "'."})
-	}
+	fail := func(e Error) { c.fail(t, e) }
+	failErr := func(err error) { c.failParse(t, sql, err) }
 	switch kind {
 	case KindSelect:
 		items, err := parseSelect(sql)
@@ -39,6 +28,10 @@ func (c *conn) exec(kind StatementKind, sql string, t *tokens) {
 		t.colMetadata(cols)
 		t.row(cols, vals)
 		t.done(tokDone, doneCount, curCmdSelect, 1)
+	case KindReadFile:
+		c.readFile(sql, t)
+	case KindDeleteFiles:
+		c.execProcedure(sql, t)
 	case KindBackupSMK:
 		path, pw, err := ParseBackupServiceMasterKey(sql)
 		if err != nil {
@@ -71,8 +64,29 @@ func (c *conn) exec(kind StatementKind, sql string, t *tokens) {
 			t.done(tokDone, doneFinal, 0, 0)
 			return
 		}
+		if toks[0].kind == tWord && (strings.EqualFold(toks[0].val, "EXEC") || strings.EqualFold(toks[0].val, "EXECUTE")) {
+			c.execProcedure(sql, t)
+			return
+		}
 		fail(Error{Number: 102, State: 1, Class: 15, Message: fmt.Sprintf("Incorrect syntax near '%s'.", toks[0].text)})
 	}
+}
+
+// fail answers a batch with one error.
+func (c *conn) fail(t *tokens, e Error) {
+	t.message(tokError, e, c.s.cfg.ServerName)
+	t.done(tokDone, doneError, 0, 0)
+}
+
+// failParse answers a batch that did not parse: with SQL Server's error
+// when the parser has one, else a syntax error at the first word.
+func (c *conn) failParse(t *tokens, sql string, err error) {
+	var se *sqlError
+	if errors.As(err, &se) {
+		c.fail(t, se.err)
+		return
+	}
+	c.fail(t, Error{Number: 102, State: 1, Class: 15, Message: "Incorrect syntax near '" + firstWord(sql) + "'."})
 }
 
 func firstWord(sql string) string {
@@ -111,7 +125,7 @@ func (c *conn) facts() facts {
 			"@@VERSION":    s.versionString(),
 			"@@SPID":       int64(c.spid),
 		},
-		controlServer: c.login.ControlServer,
+		login: c.login,
 	}
 }
 
@@ -155,7 +169,7 @@ func (s *Server) mapPath(p string) (string, error) {
 
 func (c *conn) backupSMK(path, pw string) *Error {
 	s := c.s
-	if !c.login.ControlServer {
+	if !c.login.controlServer() {
 		return &errNoPermission
 	}
 	if e := checkPasswordPolicy(pw); e != nil {
@@ -188,7 +202,7 @@ func (c *conn) backupSMK(path, pw string) *Error {
 
 func (c *conn) restoreSMK(path, pw string) *Error {
 	s := c.s
-	if !c.login.ControlServer {
+	if !c.login.controlServer() {
 		return &errNoPermission
 	}
 	badFile := &Error{Number: 15317, State: 1, Class: 16, Message: "The master key file does not exist or has invalid format."}

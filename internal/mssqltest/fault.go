@@ -19,7 +19,10 @@ type Fault struct {
 	Error *Error        // answer with this ERROR (+ DONE with error flag)
 	Drop  bool          // close the connection without answering
 	Delay time.Duration // wait first (ended early by Attention or Close)
-	Times int           // how often it fires; 0 = every time
+	// ShortRead, for KindReadFile, sends that many bytes fewer of the file
+	// than DATALENGTH reports, as a broken server or proxy would.
+	ShortRead int
+	Times     int // how often it fires; 0 = every time
 }
 
 type faultEntry struct {

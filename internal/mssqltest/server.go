@@ -43,6 +43,30 @@ type Login struct {
 	User, Password string
 	// ControlServer=false makes BACKUP/RESTORE SERVICE MASTER KEY fail with 15247.
 	ControlServer bool
+	// Sysadmin: a member of the sysadmin fixed server role. It holds every
+	// permission (CONTROL SERVER too) and no DENY applies to it; only
+	// sysadmin may run master.sys.xp_delete_files (else Msg 229).
+	Sysadmin bool
+	// BulkAdmin: ADMINISTER BULK OPERATIONS granted, directly or through
+	// the bulkadmin fixed server role. CONTROL SERVER implies it, as on a
+	// real server; without either, OPENROWSET(BULK …) fails with Msg 4834.
+	BulkAdmin bool
+	// DenyBulk: DENY ADMINISTER BULK OPERATIONS TO the login. A DENY wins
+	// over CONTROL SERVER (not over sysadmin), as on a real server.
+	DenyBulk bool
+}
+
+// controlServer reports CONTROL SERVER, held directly or through sysadmin.
+func (l Login) controlServer() bool { return l.Sysadmin || l.ControlServer }
+
+// administerBulk reports ADMINISTER BULK OPERATIONS as granted (what
+// HAS_PERMS_BY_NAME answers): through sysadmin, CONTROL SERVER or a grant
+// (bulkadmin), unless denied.
+func (l Login) administerBulk() bool {
+	if l.Sysadmin {
+		return true
+	}
+	return !l.DenyBulk && (l.ControlServer || l.BulkAdmin)
 }
 
 // Config configures a Server. Zero values get defaults.
@@ -54,7 +78,12 @@ type Config struct {
 	ProductVersion string // default "16.0.4135.4"
 	Edition        string // default "Developer Edition (64-bit)"
 	Encryption     EncryptionMode
-	Certificate    *tls.Certificate // nil: throw-away self-signed cert
+	// BulkRequiresSysadmin models SQL Server on Linux before 2022 CU24 and
+	// 2025 CU3: only sysadmin may run OPENROWSET(BULK …); a grant of
+	// ADMINISTER BULK OPERATIONS or bulkadmin does not help there (see
+	// learn.microsoft.com/sql/linux/sql-server-linux-bulk-operations).
+	BulkRequiresSysadmin bool
+	Certificate          *tls.Certificate // nil: throw-away self-signed cert
 	// MapPath maps a server-side path to a local one; nil = identity.
 	MapPath func(serverPath string) (string, error)
 	// Logf is an optional debug log. It never receives passwords or statement text.

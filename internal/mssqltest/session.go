@@ -94,7 +94,9 @@ func (c *conn) batch(m message, msgs <-chan message) (keep bool, err error) {
 	if m.status&statusResetConnection != 0 {
 		t.envBytes(envResetAck, nil, nil)
 	}
+	c.shortRead = 0
 	if f, ok := s.takeFault(kind); ok {
+		c.shortRead = f.ShortRead
 		if f.Delay > 0 {
 			switch c.wait(f.Delay, msgs) {
 			case waitAttention:

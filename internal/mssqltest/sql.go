@@ -15,7 +15,11 @@ const (
 	KindSelect     StatementKind = "select"
 	KindBackupSMK  StatementKind = "backup-service-master-key"
 	KindRestoreSMK StatementKind = "restore-service-master-key"
-	KindOther      StatementKind = "other"
+	// KindReadFile is SELECT … FROM OPENROWSET(BULK 'path', SINGLE_BLOB) AS x.
+	KindReadFile StatementKind = "openrowset-bulk"
+	// KindDeleteFiles is EXEC [master.][sys.]xp_delete_files 'path'.
+	KindDeleteFiles StatementKind = "xp-delete-files"
+	KindOther       StatementKind = "other"
 )
 
 // classify looks at the leading keywords only, so a malformed BACKUP
@@ -27,8 +31,12 @@ func classify(sql string) StatementKind {
 	}
 	p := &parser{toks: toks}
 	switch {
+	case p.isWord("SELECT") && hasWord(toks, "OPENROWSET"):
+		return KindReadFile
 	case p.isWord("SELECT"):
 		return KindSelect
+	case (p.isWord("EXEC") || p.isWord("EXECUTE")) && hasWord(toks, "XP_DELETE_FILES"):
+		return KindDeleteFiles
 	case p.words("BACKUP", "SERVICE", "MASTER", "KEY") == nil:
 		return KindBackupSMK
 	}
@@ -37,6 +45,16 @@ func classify(sql string) StatementKind {
 		return KindRestoreSMK
 	}
 	return KindOther
+}
+
+// hasWord reports whether a word token (not a string) is w, in any case.
+func hasWord(toks []token, w string) bool {
+	for _, t := range toks {
+		if t.kind == tWord && strings.EqualFold(t.val, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // ParseBackupServiceMasterKey parses
@@ -240,6 +258,16 @@ func (p *parser) expr() (*expr, error) {
 				Message: "The has_perms_by_name function requires 3 to 5 arguments."}}
 		}
 		return &expr{op: "perms", s: args[2].s}, nil
+	case "IS_SRVROLEMEMBER":
+		p.next()
+		if err := p.punct("("); err != nil {
+			return nil, err
+		}
+		role, err := p.str()
+		if err != nil {
+			return nil, err
+		}
+		return &expr{op: "role", s: role}, p.punct(")")
 	case "CAST":
 		p.next()
 		if err := p.punct("("); err != nil {

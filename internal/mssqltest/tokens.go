@@ -8,14 +8,15 @@ import (
 
 // Token types.
 const (
-	tokColMetadata byte = 0x81
-	tokError       byte = 0xAA
-	tokInfo        byte = 0xAB
-	tokLoginAck    byte = 0xAD
-	tokRow         byte = 0xD1
-	tokEnvChange   byte = 0xE3
-	tokDone        byte = 0xFD
-	tokDoneProc    byte = 0xFE
+	tokColMetadata  byte = 0x81
+	tokError        byte = 0xAA
+	tokInfo         byte = 0xAB
+	tokLoginAck     byte = 0xAD
+	tokReturnStatus byte = 0x79
+	tokRow          byte = 0xD1
+	tokEnvChange    byte = 0xE3
+	tokDone         byte = 0xFD
+	tokDoneProc     byte = 0xFE
 )
 
 // DONE status bits.
@@ -38,11 +39,25 @@ const (
 
 // Column types.
 const (
-	typeIntN     byte = 0x26
-	typeNVarChar byte = 0xE7
+	typeIntN      byte = 0x26
+	typeBigVarBin byte = 0xA5
+	typeNVarChar  byte = 0xE7
 )
 
-const curCmdSelect uint16 = 0xC1
+// Current commands in DONE tokens.
+const (
+	curCmdSelect  uint16 = 0xC1
+	curCmdExecute uint16 = 0xE0
+)
+
+// PLP (partially length-prefixed) values: varbinary(max) and the other
+// (max) types. MS-TDS 2.2.5.2.3: an 8-byte total length (or PLP_NULL), then
+// chunks, each a 4-byte length and its bytes, then a zero-length terminator.
+const (
+	plpNull      uint64 = 0xFFFFFFFFFFFFFFFF
+	plpMaxLen    uint16 = 0xFFFF // USHORTMAXLEN in TYPE_INFO: the column is (max)
+	plpChunkSize        = 8000   // the stand-in's chunk size; any size is legal
+)
 
 // collationLatin1 is SQL_Latin1_General_CP1_CI_AS (LCID 0x0409, flags 0xD0, sort id 52).
 var collationLatin1 = []byte{0x09, 0x04, 0xD0, 0x00, 0x34}
@@ -141,10 +156,12 @@ func (t *tokens) loginAck(progName string, maj, mnr, build int) {
 type column struct {
 	name   string
 	isInt  bool
-	maxLen int // characters, for NVARCHAR
+	bigint bool // with isInt: bigint (INTN of 8 bytes), else int
+	blob   bool // varbinary(max), sent as PLP
+	maxLen int  // characters, for NVARCHAR
 }
 
-// value is one cell: nil, int64 or string.
+// value is one cell: nil, int64, string or []byte (blob columns).
 type value any
 
 func (t *tokens) colMetadata(cols []column) {
@@ -153,10 +170,16 @@ func (t *tokens) colMetadata(cols []column) {
 	for _, c := range cols {
 		t.u32(0)      // user type
 		t.u16(0x0001) // nullable
-		if c.isInt {
+		switch {
+		case c.blob:
+			// TYPE_INFO of varbinary(max): BIGVARBINARYTYPE with
+			// USHORTMAXLEN 0xFFFF, no collation (binary types have none).
+			t.u8(typeBigVarBin)
+			t.u16(plpMaxLen)
+		case c.isInt:
 			t.u8(typeIntN)
-			t.u8(4)
-		} else {
+			t.u8(c.intLen())
+		default:
 			t.u8(typeNVarChar)
 			t.u16(uint16(2 * c.maxLen))
 			t.raw(collationLatin1)
@@ -170,10 +193,15 @@ func (t *tokens) row(cols []column, vals []value) {
 	for i, c := range cols {
 		v := vals[i]
 		switch {
+		case c.blob:
+			t.plp(v)
 		case v == nil && c.isInt:
 			t.u8(0)
 		case v == nil:
 			t.u16(0xFFFF)
+		case c.isInt && c.bigint:
+			t.u8(8)
+			t.u64(uint64(v.(int64)))
 		case c.isInt:
 			t.u8(4)
 			t.u32(uint32(int32(v.(int64))))
@@ -183,6 +211,39 @@ func (t *tokens) row(cols []column, vals []value) {
 			t.raw(u)
 		}
 	}
+}
+
+// intLen is the INTN length of an integer column.
+func (c column) intLen() byte {
+	if c.bigint {
+		return 8
+	}
+	return 4
+}
+
+// plp writes a PLP value: nil as PLP_NULL; otherwise the known total
+// length, the bytes in chunks, and the terminator (an empty value is the
+// length 0 and the terminator alone).
+func (t *tokens) plp(v value) {
+	if v == nil {
+		t.u64(plpNull)
+		return
+	}
+	b := v.([]byte)
+	t.u64(uint64(len(b)))
+	for len(b) > 0 {
+		n := min(len(b), plpChunkSize)
+		t.u32(uint32(n))
+		t.raw(b[:n])
+		b = b[n:]
+	}
+	t.u32(0)
+}
+
+// returnStatus writes RETURNSTATUS, the return value of a procedure.
+func (t *tokens) returnStatus(v int32) {
+	t.u8(tokReturnStatus)
+	t.u32(uint32(v))
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

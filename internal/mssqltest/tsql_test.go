@@ -5,6 +5,7 @@ package mssqltest
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,22 +42,7 @@ func TestFreeTDSClientAgrees(t *testing.T) {
 				"SELECT @@SERVERNAME AS name\ngo\n" +
 				backupStmt(keyPath, pw) + "\ngo\n" +
 				"SELECT 'after-backup'\ngo\nexit\n"
-			host, port, _ := strings.Cut(srv.Addr(), ":")
-			if _, err := strconv.Atoi(port); err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, tsql, "-H", host, "-p", port, "-U", adminUser)
-			cmd.Env = append(os.Environ(), "TDSVER=7.4", "FREETDSCONF=/dev/null", "HOME="+dir)
-			cmd.Stdin = strings.NewReader(input)
-			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-			var out bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			if err := cmd.Run(); err != nil {
-				t.Fatalf("tsql: %v\n%s", err, out.String())
-			}
-			got := out.String()
+			got := runTsql(t, tsql, srv, adminUser, input, dir)
 			for _, want := range []string{`SQLHOST01\INST1`, "after-backup"} {
 				if !strings.Contains(got, want) {
 					t.Fatalf("tsql output lacks %q:\n%s", want, got)
@@ -73,5 +59,60 @@ func TestFreeTDSClientAgrees(t *testing.T) {
 				t.Fatalf("OpenKeyFile: %v", err)
 			}
 		})
+	}
+}
+
+// runTsql runs FreeTDS tsql against srv as user, feeding input (the
+// password first) on stdin, and returns what it printed.
+func runTsql(t *testing.T, tsql string, srv *Server, user, input, home string) string {
+	t.Helper()
+	host, port, _ := strings.Cut(srv.Addr(), ":")
+	if _, err := strconv.Atoi(port); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, tsql, "-H", host, "-p", port, "-U", user)
+	cmd.Env = append(os.Environ(), "TDSVER=7.4", "FREETDSCONF=/dev/null", "HOME="+home)
+	cmd.Stdin = strings.NewReader(input)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("tsql: %v\n%s", err, out.String())
+	}
+	return out.String()
+}
+
+// TestFreeTDSReadsAndDeletesAServerFile cross-checks the varbinary(max)
+// PLP encoding and the xp_delete_files reply (RETURNSTATUS, DONEPROC) with
+// FreeTDS.
+func TestFreeTDSReadsAndDeletesAServerFile(t *testing.T) {
+	tsql, err := exec.LookPath("tsql")
+	if err != nil {
+		skipOrFail(t, "FreeTDS tsql not installed (Debian package freetds-bin): %v", err)
+	}
+	srv := startServer(t, Config{Logins: []Login{{User: sysUser, Password: sysPass, Sysadmin: true}}})
+	dir := t.TempDir()
+	path := filepath.Join(dir, "it's a key.key")
+	data := writeRandom(t, path, 3*plpChunkSize+5)
+	input := sysPass + "\n" +
+		"SELECT BulkColumn, DATALENGTH(BulkColumn) AS n FROM OPENROWSET(BULK " + quoted(path) + ", SINGLE_BLOB) AS k\ngo\n" +
+		"EXEC master.sys.xp_delete_files " + quoted(path) + "\ngo\n" +
+		"SELECT 'after-delete'\ngo\nexit\n"
+	got := runTsql(t, tsql, srv, sysUser, input, dir)
+	if !strings.Contains(strings.ToLower(got), hex.EncodeToString(data)) {
+		t.Fatalf("tsql did not print the file's %d bytes as hex:\n%.600s", len(data), got)
+	}
+	for _, want := range []string{itoa(len(data)), "after-delete"} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("tsql output lacks %q:\n%.600s", want, got)
+		}
+	}
+	if strings.Contains(got, "Msg ") {
+		t.Fatalf("tsql reported an error:\n%s", got)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("xp_delete_files through tsql left the file: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package sqlserver
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -28,6 +29,12 @@ type Info struct {
 	ProductVersion string
 	Edition        string
 	ControlServer  bool // the login holds CONTROL SERVER
+	// BulkOperations: the login holds ADMINISTER BULK OPERATIONS (granted,
+	// through bulkadmin or CONTROL SERVER), which remote mode needs to read
+	// the key file back. On SQL Server on Linux before 2022 CU24 only
+	// sysadmin may bulk load, whatever this says.
+	BulkOperations bool
+	Sysadmin       bool // a member of sysadmin: may remove the file (xp_delete_files)
 }
 
 // Default time limits, so that a hung server never holds the host lock
@@ -91,11 +98,11 @@ func (c *Client) Close() error {
 func (c *Client) Info(ctx context.Context) (Info, error) {
 	var (
 		machine, server, instance, version, edition sql.NullString
-		control                                     sql.NullInt64
+		control, bulk, sysadmin                     sql.NullInt64
 	)
 	ctx, cancel := c.limit(ctx)
 	defer cancel()
-	err := c.conn.QueryRowContext(ctx, infoQuery).Scan(&machine, &server, &instance, &version, &edition, &control)
+	err := c.conn.QueryRowContext(ctx, infoQuery).Scan(&machine, &server, &instance, &version, &edition, &control, &bulk, &sysadmin)
 	if err != nil {
 		return Info{}, translate("query", err)
 	}
@@ -106,6 +113,8 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 		ProductVersion: version.String,
 		Edition:        edition.String,
 		ControlServer:  control.Valid && control.Int64 == 1,
+		BulkOperations: bulk.Valid && bulk.Int64 == 1,
+		Sysadmin:       sysadmin.Valid && sysadmin.Int64 == 1,
 	}
 	if info.InstanceName == "" {
 		info.InstanceName = DefaultInstance
@@ -133,6 +142,66 @@ func (c *Client) RestoreServiceMasterKey(ctx context.Context, serverPath string,
 	defer cancel()
 	_, err := c.conn.ExecContext(ctx, RestoreServiceMasterKeyStatement(serverPath, password, force))
 	return translate("restore", err)
+}
+
+// ReadServerFile reads the file at serverPath (as the server sees it) over
+// this connection with OPENROWSET(BULK …, SINGLE_BLOB), which needs
+// ADMINISTER BULK OPERATIONS. A file larger than max bytes is refused
+// without being transferred; the bytes read must be exactly as many as the
+// server says the file holds. Errors carry exit code 3.
+func (c *Client) ReadServerFile(ctx context.Context, serverPath string, max int64) ([]byte, error) {
+	c.log.DebugContext(ctx, "reading the key file back through SQL Server", "server_path", serverPath)
+	ctx, cancel := c.limit(ctx)
+	defer cancel()
+	var (
+		data   []byte
+		length sql.NullInt64
+	)
+	err := c.conn.QueryRowContext(ctx, ReadServerFileStatement(serverPath, max)).Scan(&data, &length)
+	if err != nil {
+		return nil, translate(stepReadBack, err)
+	}
+	readErr := func(format string, args ...any) error {
+		return exitcode.Wrap(exitcode.SQLServer, &Error{Step: stepReadBack, Message: fmt.Sprintf(format, args...)})
+	}
+	switch {
+	case !length.Valid:
+		return nil, readErr("the server returned no length for %s", serverPath)
+	case length.Int64 > max:
+		return nil, readErr("%s holds %d bytes, more than the %d a key backup can have: it is not the file keyescrow asked for", serverPath, length.Int64, max)
+	case int64(len(data)) != length.Int64:
+		return nil, readErr("read %d bytes of %s but the server says it holds %d: the transfer was incomplete", len(data), serverPath, length.Int64)
+	}
+	return data, nil
+}
+
+// RemoveServerFile deletes the file at serverPath on the server with
+// master.sys.xp_delete_files and proves it is gone (reading it back fails
+// with Msg 4860). The procedure exists from SQL Server 2019 (2017 CU18) and
+// needs sysadmin: otherwise the error says so (Msg 2812, Msg 229). A path
+// with a wildcard is refused, because xp_delete_files would expand it.
+func (c *Client) RemoveServerFile(ctx context.Context, serverPath string) error {
+	if strings.ContainsAny(serverPath, "*?") {
+		return exitcode.Wrap(exitcode.Usage, &Error{Step: stepRemove, Message: fmt.Sprintf("%s contains a wildcard, which xp_delete_files would expand to other files", serverPath),
+			Hint: "keep * and ? out of backup.server_directory"})
+	}
+	c.log.DebugContext(ctx, "removing the key file on the server", "server_path", serverPath)
+	ctx, cancel := c.limit(ctx)
+	defer cancel()
+	if _, err := c.conn.ExecContext(ctx, RemoveServerFileStatement(serverPath)); err != nil {
+		return translate(stepRemove, err)
+	}
+	var length sql.NullInt64
+	err := c.conn.QueryRowContext(ctx, FileLengthStatement(serverPath)).Scan(&length)
+	var me mssql.Error
+	switch {
+	case errors.As(err, &me) && me.Number == ErrNumBulkFileMissing:
+		return nil
+	case err != nil:
+		return exitcode.Wrap(exitcode.SQLServer, &Error{Step: stepRemove,
+			Message: fmt.Sprintf("xp_delete_files reported success, but reading %s back to prove it gone failed: %v", serverPath, translate(stepRemove, err))})
+	}
+	return exitcode.Wrap(exitcode.SQLServer, &Error{Step: stepRemove, Message: fmt.Sprintf("xp_delete_files reported success, but %s is still there (%d bytes)", serverPath, length.Int64)})
 }
 
 // limit applies StatementTimeout to one statement.

@@ -26,12 +26,26 @@ const (
 	ErrNumRestoreDecrypt1  = 15320
 	ErrNumRestoreDecrypt2  = 15329
 	ErrNumRestoreDecrypt3  = 15393
+	// Reading the key file back (remote mode) with OPENROWSET(BULK …).
+	ErrNumBulkPermission  = 4834 // no ADMINISTER BULK OPERATIONS
+	ErrNumBulkFileMissing = 4860 // the file does not exist (as the server sees it)
+	ErrNumBulkFileOpen    = 4861 // the file could not be opened (OS error)
+	// Removing it with master.sys.xp_delete_files.
+	ErrNumNoProcedure      = 2812  // no such procedure: older than SQL Server 2019 (2017 CU18)
+	ErrNumExecuteDenied    = 229   // EXECUTE permission denied: not sysadmin
+	ErrNumExtendedProcFail = 22049 // the procedure failed; the message has the OS error
+)
+
+// Steps of remote mode, for Error.Step.
+const (
+	stepReadBack = "read-back"
+	stepRemove   = "file removal"
 )
 
 // Error is a failed SQL Server step. Number is SQL Server's error number (0
 // when the failure was not a server error, e.g. a dropped connection).
 type Error struct {
-	Step    string // "connect", "login", "query", "backup", "restore"
+	Step    string // "connect", "login", "query", "backup", "restore", "read-back", "file removal"
 	Number  int32
 	Class   uint8
 	Message string // SQL Server's own message, or the driver's
@@ -69,6 +83,9 @@ func translate(step string, err error) error {
 	if errors.As(err, &me) {
 		msg := strings.TrimPrefix(me.Message, "login error: ")
 		e := &Error{Step: step, Number: me.Number, Class: me.Class, Message: msg, Hint: hint(me.Number)}
+		if step == stepRemove {
+			e.Hint = removeHint(me.Number)
+		}
 		if me.Number == ErrNumLoginFailed {
 			e.Step = "login"
 		}
@@ -106,6 +123,26 @@ func hint(n int32) string {
 		return "the key file is missing on the server or is not a service master key backup: check the path and the file's integrity"
 	case ErrNumDecryption, ErrNumRestoreDecrypt1, ErrNumRestoreDecrypt2, ErrNumRestoreDecrypt3:
 		return "the file could not be decrypted: check the backup password; RESTORE … FORCE carries on but loses what it cannot decrypt"
+	case ErrNumBulkPermission:
+		return "reading the key file back (backup.remote) needs ADMINISTER BULK OPERATIONS: GRANT ADMINISTER BULK OPERATIONS TO [login]; or add the login to bulkadmin (on SQL Server on Linux before 2022 CU24 only sysadmin may use OPENROWSET(BULK …))"
+	case ErrNumBulkFileMissing:
+		return "the server cannot see the key file at that path: check that backup.server_directory is the folder as SQL Server itself sees it and that its service account may read there"
+	case ErrNumBulkFileOpen:
+		return "SQL Server could not open the key file: let its service account read backup.server_directory (with Windows authentication the login's own Windows account reads the file); on Linux allow the folder with mssql-conf bulkadmin.allowedpathslist"
+	default:
+		return ""
+	}
+}
+
+// removeHint says what to do when xp_delete_files cannot remove the file.
+func removeHint(n int32) string {
+	switch n {
+	case ErrNumNoProcedure:
+		return "this server has no xp_delete_files (it came with SQL Server 2019 and 2017 CU18)"
+	case ErrNumExecuteDenied:
+		return "xp_delete_files needs a member of sysadmin"
+	case ErrNumExtendedProcFail:
+		return "the operating system refused (see its error above)"
 	default:
 		return ""
 	}

@@ -1,6 +1,7 @@
 package sqlserver
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/keyescrow/keyescrow/internal/secret"
@@ -20,7 +21,30 @@ const infoQuery = `SELECT CAST(SERVERPROPERTY('MachineName') AS nvarchar(128)) A
 	`CAST(SERVERPROPERTY('InstanceName') AS nvarchar(128)) AS instance_name, ` +
 	`CAST(SERVERPROPERTY('ProductVersion') AS nvarchar(128)) AS product_version, ` +
 	`CAST(SERVERPROPERTY('Edition') AS nvarchar(128)) AS edition, ` +
-	`HAS_PERMS_BY_NAME(NULL, NULL, 'CONTROL SERVER') AS control_server`
+	`HAS_PERMS_BY_NAME(NULL, NULL, 'CONTROL SERVER') AS control_server, ` +
+	`HAS_PERMS_BY_NAME(NULL, NULL, 'ADMINISTER BULK OPERATIONS') AS bulk_operations, ` +
+	`IS_SRVROLEMEMBER('sysadmin') AS sysadmin`
+
+// ReadServerFileStatement reads the file at path (as the server sees it)
+// through the server: its first max+1 bytes and its full length, so a file
+// larger than max is noticed without transferring it. OPENROWSET(BULK …)
+// takes a literal only, never a parameter or a variable.
+func ReadServerFileStatement(path string, max int64) string {
+	return fmt.Sprintf("SELECT SUBSTRING(BulkColumn, 1, %d) AS key_bytes, DATALENGTH(BulkColumn) AS key_length "+
+		"FROM OPENROWSET(BULK %s, SINGLE_BLOB) AS key_file", max+1, Literal(path))
+}
+
+// FileLengthStatement asks only for the length of the file at path; a
+// missing file fails with Msg 4860.
+func FileLengthStatement(path string) string {
+	return "SELECT DATALENGTH(BulkColumn) AS key_length FROM OPENROWSET(BULK " + Literal(path) + ", SINGLE_BLOB) AS key_file"
+}
+
+// RemoveServerFileStatement deletes the file at path on the server with
+// master.sys.xp_delete_files (SQL Server 2019, 2017 CU18; sysadmin).
+func RemoveServerFileStatement(path string) string {
+	return "EXEC master.sys.xp_delete_files " + Literal(path)
+}
 
 // BackupServiceMasterKeyStatement is the batch that exports the service
 // master key to path (as the server sees it). It contains the password: never
