@@ -40,6 +40,7 @@ fmt:
 # Short fuzz runs of the T-SQL quoting through the stand-in's parser.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzBackupStatementRoundTrip$$' -fuzztime 20s ./internal/sqlserver/
+	$(GO) test -run '^$$' -fuzz '^FuzzRemoteStatementsRoundTrip$$' -fuzztime 20s ./internal/sqlserver/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseBackupServiceMasterKey$$' -fuzztime 20s ./internal/mssqltest/
 
 windows:

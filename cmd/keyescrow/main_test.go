@@ -206,6 +206,11 @@ type receipt struct {
 			Message string `json:"message"`
 		} `json:"error"`
 	} `json:"destinations"`
+	ServerFile *struct {
+		Path    string `json:"path"`
+		Removed bool   `json:"removed"`
+		Remove  string `json:"remove"`
+	} `json:"server_file"`
 	Error *struct {
 		Code    int    `json:"code"`
 		Message string `json:"message"`

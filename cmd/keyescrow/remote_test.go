@@ -116,6 +116,9 @@ func TestRemoteBackupReadsTheKeyOverSQLAndRemovesItFromTheServer(t *testing.T) {
 		t.Errorf("the key file is still on the server's disk: %v", left)
 	}
 	want := remoteServerDir + `\` + rec.File.Name
+	if sf := rec.ServerFile; sf == nil || sf.Path != want || !sf.Removed || sf.Remove != "" {
+		t.Errorf("receipt server_file %+v, want %s removed", sf, want)
+	}
 	if !strings.Contains(r.stderr, "removed the key file from the server") || !strings.Contains(r.stderr, strings.ReplaceAll(want, `\`, `\\`)) {
 		t.Errorf("the log does not say the file %s was removed:\n%s", want, r.stderr)
 	}
@@ -133,7 +136,8 @@ func TestRemoteBackupReadsTheKeyOverSQLAndRemovesItFromTheServer(t *testing.T) {
 func TestRemoteBackupKeepLocalLeavesTheFileOnTheServer(t *testing.T) {
 	e := newRemoteEnv(t, ciUser)
 	r := e.run("backup", "--config", e.cfgPath, "--set", "backup.keep_local=true")
-	if r.code != 0 || !strings.HasPrefix(r.stdout, "ok service-master-key host=SQLHOST01 instance=INST1") || !strings.Contains(r.stdout, "usb (file): verified") {
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "ok service-master-key host=SQLHOST01 instance=INST1") || !strings.Contains(r.stdout, "usb (file): verified") ||
+		!strings.Contains(r.stdout, ": remains on the server; remove it with EXEC master.sys.xp_delete_files") {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 	left := files(t, e.keyDir)
@@ -157,6 +161,9 @@ func TestRemoteBackupWithoutSysadminIsOkAndSaysTheFileRemains(t *testing.T) {
 	}
 	if left := files(t, e.keyDir); len(left) != 1 {
 		t.Fatalf("the server's disk holds %v, want the run's key file", left)
+	}
+	if sf := rec.ServerFile; sf == nil || sf.Removed || !strings.Contains(sf.Remove, "xp_delete_files N'D:") || !strings.HasSuffix(sf.Path, rec.File.Name) {
+		t.Errorf("receipt server_file %+v, want the file remaining with how to remove it", sf)
 	}
 	for _, w := range []string{"the key file remains on the server", "Msg 229", "EXEC master.sys.xp_delete_files N'D:", rec.File.Name} {
 		if !strings.Contains(r.stderr, w) {

@@ -31,17 +31,23 @@ func (r *Runner) backupRemote(ctx context.Context, rec *receipt.Receipt, db SQL,
 	if err := db.BackupServiceMasterKey(ctx, serverPath, r.Password); err != nil {
 		return err, refused
 	}
+	// Set only after the copies' own receipts are stored: they are written
+	// before the removal and would not know its outcome.
+	sf := &receipt.ServerFile{Path: serverPath, Remove: removeHow(serverPath)}
 	data, err := db.ReadServerFile(ctx, serverPath, maxKeyFileSize)
 	if err == nil && len(data) == 0 {
 		err = exitcode.Wrap(exitcode.SQLServer, fmt.Errorf("the key file SQL Server wrote is empty"))
 	}
 	if err != nil {
+		rec.ServerFile = sf
 		r.Log.WarnContext(ctx, "the key file could not be read back; it stays on the server", "server_path", serverPath)
 		return fmt.Errorf("%w (the key file stays on the server at %s and is not archived: archive it there with keyescrow archive, then %s)", err, serverPath, removeHow(serverPath)), refused
 	}
 	kf := newKeyFile(serverPath, data)
 	key := func(prefix string) string { return objectKey(prefix, rec.Host, rec.Instance, rec.Kind, name) }
-	if err := errors.Join(r.archive(ctx, rec, kf, targets, key), refused); err != nil {
+	err = errors.Join(r.archive(ctx, rec, kf, targets, key), refused)
+	rec.ServerFile = sf
+	if err != nil {
 		r.Log.WarnContext(ctx, "not every destination is verified; the key file is kept on the server", "server_path", serverPath)
 		return nil, err
 	}
@@ -53,6 +59,7 @@ func (r *Runner) backupRemote(ctx context.Context, rec *receipt.Receipt, db SQL,
 		r.Log.WarnContext(ctx, "every destination is verified, but the key file remains on the server: remove it there", "server_path", serverPath, "how", removeHow(serverPath), "err", err.Error())
 		return nil, nil
 	}
+	sf.Removed, sf.Remove = true, ""
 	r.Log.InfoContext(ctx, "removed the key file from the server: every destination is verified", "server_path", serverPath)
 	return nil, nil
 }

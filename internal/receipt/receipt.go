@@ -43,6 +43,18 @@ type Receipt struct {
 	Error *Error `json:"error,omitempty"`
 	// ExitCode is the process exit code of the run. Extension of DESIGN.md.
 	ExitCode int `json:"exit_code"`
+	// ServerFile is the key file SQL Server wrote on its own disk in
+	// backup.remote mode, and whether keyescrow removed it. Extension of
+	// DESIGN.md; absent in local mode.
+	ServerFile *ServerFile `json:"server_file,omitempty"`
+}
+
+// ServerFile is a key file on the SQL Server's disk (backup.remote).
+type ServerFile struct {
+	Path    string `json:"path"`
+	Removed bool   `json:"removed"`
+	// Remove says how to remove the file when it remains on the server.
+	Remove string `json:"remove,omitempty"`
 }
 
 // File is the archived key file.
@@ -148,6 +160,13 @@ func (r *Receipt) WriteText(w io.Writer) error {
 			fmt.Fprintf(&b, " error(%d): %s", d.Error.Code, d.Error.Message)
 		}
 		b.WriteByte('\n')
+	}
+	if f := r.ServerFile; f != nil {
+		if f.Removed {
+			fmt.Fprintf(&b, "  server file %s: removed\n", f.Path)
+		} else {
+			fmt.Fprintf(&b, "  server file %s: remains on the server; %s\n", f.Path, f.Remove)
+		}
 	}
 	if r.Error != nil {
 		fmt.Fprintf(&b, "  error(%d): %s\n", r.Error.Code, r.Error.Message)
