@@ -8,6 +8,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -28,17 +29,17 @@ type Files struct {
 	Cert, Key string
 }
 
-// Write creates ca.pem, cert.pem and key.pem (0600) in dir.
-func Write(dir string) (Files, error) {
+// New makes the throw-away certificate: ECDSA P-256 for 127.0.0.1 and
+// localhost, its own CA, valid from an hour before now for a day.
+func New(now time.Time) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return Files{}, err
+		return tls.Certificate{}, err
 	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
 	if err != nil {
-		return Files{}, err
+		return tls.Certificate{}, err
 	}
-	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: "localhost", Organization: []string{"keyescrow test server"}},
@@ -53,13 +54,26 @@ func Write(dir string) (Files, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return Files{}, err
+		return tls.Certificate{}, err
 	}
-	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// Write creates ca.pem, cert.pem and key.pem (0600) in dir.
+func Write(dir string) (Files, error) {
+	cert, err := New(time.Now())
 	if err != nil {
 		return Files{}, err
 	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		return Files{}, err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})
 	f := Files{CA: filepath.Join(dir, "ca.pem"), Cert: filepath.Join(dir, "cert.pem"), Key: filepath.Join(dir, "key.pem")}
 	for path, data := range map[string][]byte{
 		f.CA:   certPEM,
