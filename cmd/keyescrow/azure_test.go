@@ -1,0 +1,386 @@
+package main_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
+
+	"github.com/keyescrow/keyescrow/internal/mssqltest"
+	"github.com/keyescrow/keyescrow/internal/testsrv/azurite"
+)
+
+// azEnv is a black-box world with an Azurite (and, over HTTPS, a fake
+// Entra ID) beside the TDS stand-in.
+type azEnv struct {
+	*env
+	srv     *azurite.Server
+	tok     *azurite.TokenServer
+	secrets []string // never to appear in stdout or stderr
+}
+
+const (
+	azTenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+	azClient = "5b3c6f5e-2c2a-4b7e-9d3a-0f6c1e0b9a11"
+)
+
+func newAzEnv(t *testing.T, https bool) *azEnv {
+	t.Helper()
+	srv := azurite.Start(t, azurite.Options{HTTPS: https})
+	a := &azEnv{env: newEnv(t, mssqltest.Config{}), srv: srv, secrets: []string{azurite.AccountKey}}
+	if https {
+		secret := "cs~" + randHex(12) + "~Zq"
+		a.tok = azurite.StartTokenServer(t, srv.TLS, azTenant, azClient, secret)
+		a.vars["AZURE_AUTHORITY_HOST"] = a.tok.AuthorityHost
+		a.vars["KEYESCROW_TEST_AZ_CLIENT_SECRET"] = secret
+		a.secrets = append(a.secrets, secret)
+	}
+	a.vars["KEYESCROW_TEST_AZ_ACCOUNT_KEY"] = azurite.AccountKey
+	return a
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// run runs the binary and checks, besides the env's own secrets, that no
+// Azure secret (account key, SAS signature, client secret) is printed.
+func (a *azEnv) run(args ...string) result {
+	a.t.Helper()
+	r := a.env.run(args...)
+	for _, s := range a.secrets {
+		for _, form := range []string{s, url.QueryEscape(s)} {
+			if strings.Contains(r.stdout, form) || strings.Contains(r.stderr, form) {
+				a.t.Fatalf("an Azure secret appeared in the output:\nstdout: %s\nstderr: %s", r.stdout, r.stderr)
+			}
+		}
+	}
+	return r
+}
+
+// container creates a fresh container with the development key.
+func (a *azEnv) container() (string, *container.Client) {
+	a.t.Helper()
+	name := "c" + randHex(8)
+	c := adminContainer(a.t, a.srv.AccountURL, a.srv.CAFile, name)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := c.Create(ctx, nil); err != nil {
+		a.t.Fatal(err)
+	}
+	return name, c
+}
+
+func adminContainer(t *testing.T, accountURL, caFile, name string) *container.Client {
+	t.Helper()
+	hc, err := azstoreClient(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := container.NewSharedKeyCredential(azurite.AccountName, azurite.AccountKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := container.NewClientWithSharedKeyCredential(accountURL+"/"+name, key, &container.ClientOptions{ClientOptions: hc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// writeAzConfig writes a config with one azureblob destination.
+func (a *azEnv) writeAzConfig(dest map[string]string, waive ...string) {
+	a.t.Helper()
+	var d strings.Builder
+	keys := make([]string, 0, len(dest))
+	for k := range dest {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&d, "    %s: %q\n", k, dest[k])
+	}
+	w := "[]"
+	if len(waive) > 0 {
+		w = "[" + strings.Join(waive, ", ") + "]"
+	}
+	cfg := fmt.Sprintf(`sqlserver:
+  dsn_env: KEYESCROW_SQLSERVER_DSN
+backup:
+  server_directory: %q
+  password_env: KEYESCROW_BACKUP_PASSWORD
+home_region: westeurope
+destinations:
+  - name: offsite-azure
+    type: azureblob
+%s    retention: {mode: locked, days: 30}
+waive: %s
+lock_file: %q
+`, a.keyDir, d.String(), w, a.lockF)
+	if err := os.WriteFile(a.cfgPath, []byte(cfg), 0o600); err != nil {
+		a.t.Fatal(err)
+	}
+}
+
+func (a *azEnv) oauthDest(containerName string) map[string]string {
+	return map[string]string{"account_url": a.srv.AccountURL, "container": containerName, "auth": "client-secret",
+		"tenant_id": azTenant, "client_id": azClient, "client_secret_env": "KEYESCROW_TEST_AZ_CLIENT_SECRET", "ca_file": a.srv.CAFile}
+}
+
+// azReceipt is the part of the receipt these tests read.
+type azReceipt struct {
+	Status   string   `json:"status"`
+	ExitCode int      `json:"exit_code"`
+	Waived   []string `json:"waived"`
+	File     struct {
+		Name   string `json:"name"`
+		SHA256 string `json:"sha256"`
+	} `json:"file"`
+	Destinations []struct {
+		Location  string `json:"location"`
+		VersionID string `json:"version_id"`
+		Region    string `json:"region"`
+		Retention *struct {
+			Mode  string    `json:"mode"`
+			Until time.Time `json:"until"`
+		} `json:"retention"`
+		Checksum struct {
+			Local, Remote string
+			Match         bool
+		} `json:"checksum"`
+		ReadBack bool   `json:"read_back"`
+		Status   string `json:"status"`
+		Checks   []struct {
+			Name, State, Result, Detail string
+		} `json:"checks"`
+		Error *struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	} `json:"destinations"`
+}
+
+func parseAzReceipt(t *testing.T, doc string) azReceipt {
+	t.Helper()
+	parseReceipt(t, doc) // exactly one JSON document
+	var r azReceipt
+	if err := json.Unmarshal([]byte(doc), &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// download reads a blob with the development key.
+func download(t *testing.T, c *container.Client, name string) []byte {
+	t.Helper()
+	r, err := c.NewBlobClient(name).DownloadStream(context.Background(), nil)
+	if err != nil {
+		t.Fatalf("downloading %s: %v", name, err)
+	}
+	defer r.Body.Close()
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// blobName is the blob name inside a receipt location.
+func blobName(t *testing.T, location, containerName string) string {
+	t.Helper()
+	_, after, ok := strings.Cut(location, "/"+containerName+"/")
+	if !ok {
+		t.Fatalf("location %q is not inside container %s", location, containerName)
+	}
+	return after
+}
+
+// TestAzureBackupToAzuriteOverHTTPSWithOAuth is the issue's "done when":
+// Azurite cannot prove versioning, immutability or region, so the agent
+// refuses with exit 4 naming what is not proven and the waiver; waived,
+// it exits 0 with a verified checksum and read-back, and the receipt
+// stored beside the key lists the waivers.
+func TestAzureBackupToAzuriteOverHTTPSWithOAuth(t *testing.T) {
+	a := newAzEnv(t, true)
+	name, admin := a.container()
+
+	a.writeAzConfig(a.oauthDest(name))
+	r := a.run("backup", "--config", a.cfgPath, "--json")
+	if r.code != 4 {
+		t.Fatalf("unwaived backup to Azurite: exit %d, want 4\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"not immutable", `list "immutability" under waive`, `list "versioning" under waive`, "resource_id"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr does not say %q:\n%s", want, r.stderr)
+		}
+	}
+	t.Logf("the refused run says:\n%s", r.stderr)
+	rec := parseAzReceipt(t, r.stdout)
+	if rec.Status != "failed" || rec.Destinations[0].Status != "refused" {
+		t.Fatalf("receipt: %+v", rec)
+	}
+	if n := countBlobs(t, admin); n != 0 {
+		t.Fatalf("a refused destination holds %d blobs", n)
+	}
+	if a.tok.Issued() == 0 {
+		t.Fatal("the run did not authenticate through the fake Entra ID")
+	}
+
+	// Waiving versioning and immutability alone is not enough: the region
+	// is not provable either without resource_id.
+	a.writeAzConfig(a.oauthDest(name), "versioning", "immutability")
+	if r := a.run("check", "--config", a.cfgPath, "--json"); r.code != 4 || !strings.Contains(r.stdout, "region") {
+		t.Fatalf("check with region unproven: exit %d\n%s", r.code, r.stdout)
+	}
+
+	a.writeAzConfig(a.oauthDest(name), "region", "versioning", "immutability")
+	start := time.Now()
+	r = a.run("backup", "--config", a.cfgPath, "--json")
+	took := time.Since(start)
+	if r.code != 0 {
+		t.Fatalf("waived backup: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	t.Logf("a waived backup to Azurite over HTTPS with OAuth took %v (binary start to exit)", took)
+	rec = parseAzReceipt(t, r.stdout)
+	d := rec.Destinations[0]
+	if rec.Status != "ok" || d.Status != "verified" || !d.ReadBack || !d.Checksum.Match || d.Checksum.Remote != rec.File.SHA256 {
+		t.Fatalf("receipt: %+v", rec)
+	}
+	if !slices.Equal(rec.Waived, []string{"immutability", "region", "versioning"}) {
+		t.Errorf("waived = %q", rec.Waived)
+	}
+	if d.Retention != nil || d.VersionID != "" {
+		t.Errorf("a waived Azurite run claims retention %+v / version %q", d.Retention, d.VersionID)
+	}
+	key := blobName(t, d.Location, name)
+	stored := download(t, admin, key)
+	if s := sha256.Sum256(stored); hex.EncodeToString(s[:]) != rec.File.SHA256 {
+		t.Fatal("the stored copy does not hash to the receipt's sha256")
+	}
+	stRec := parseAzReceipt(t, string(download(t, admin, key+".receipt.json")))
+	if stRec.Status != "ok" || !slices.Equal(stRec.Waived, rec.Waived) {
+		t.Fatalf("stored receipt: %+v", stRec)
+	}
+	waivedChecks := 0
+	for _, c := range stRec.Destinations[0].Checks {
+		if c.Result == "waived" {
+			waivedChecks++
+		}
+	}
+	if waivedChecks < 3 {
+		t.Errorf("the stored receipt shows %d waived checks, want region, versioning, immutability (and retention)", waivedChecks)
+	}
+}
+
+func countBlobs(t *testing.T, c *container.Client) int {
+	t.Helper()
+	n := 0
+	p := c.NewListBlobsFlatPager(nil)
+	for p.More() {
+		page, err := p.NextPage(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(page.Segment.BlobItems)
+	}
+	return n
+}
+
+func TestAzureBackupWithSharedKeyAndSAS(t *testing.T) {
+	a := newAzEnv(t, false)
+	waive := []string{"region", "versioning", "immutability"}
+
+	t.Run("shared key", func(t *testing.T) {
+		a.t = t
+		name, admin := a.container()
+		a.writeAzConfig(map[string]string{"account_url": a.srv.AccountURL, "container": name, "auth": "shared-key", "account_key_env": "KEYESCROW_TEST_AZ_ACCOUNT_KEY"}, waive...)
+		r := a.run("backup", "--config", a.cfgPath, "--json", "--log-level", "debug")
+		if r.code != 0 {
+			t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+		}
+		rec := parseAzReceipt(t, r.stdout)
+		if d := rec.Destinations[0]; !d.Checksum.Match || !d.ReadBack {
+			t.Fatalf("receipt: %+v", rec)
+		}
+		if n := countBlobs(t, admin); n != 2 {
+			t.Fatalf("container holds %d blobs, want the key and its receipt", n)
+		}
+	})
+	t.Run("SAS from a file", func(t *testing.T) {
+		a.t = t
+		name, admin := a.container()
+		tok := serviceSAS(t, name)
+		q, _ := url.ParseQuery(tok)
+		a.secrets = append(a.secrets, q.Get("sig"))
+		f := filepath.Join(a.root, "sas-"+name)
+		if err := os.WriteFile(f, []byte(tok+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		a.writeAzConfig(map[string]string{"account_url": a.srv.AccountURL, "container": name, "auth": "sas", "sas_file": f}, waive...)
+		r := a.run("backup", "--config", a.cfgPath, "--json")
+		if r.code != 0 {
+			t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+		}
+		if n := countBlobs(t, admin); n != 2 {
+			t.Fatalf("container holds %d blobs", n)
+		}
+	})
+	t.Run("a wrong account key is exit 5 and never printed", func(t *testing.T) {
+		a.t = t
+		name, _ := a.container()
+		wrong := "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXlXcm9uZ0tleQ=="
+		a.vars["KEYESCROW_TEST_AZ_WRONG_KEY"] = wrong
+		a.secrets = append(a.secrets, wrong)
+		a.writeAzConfig(map[string]string{"account_url": a.srv.AccountURL, "container": name, "auth": "shared-key", "account_key_env": "KEYESCROW_TEST_AZ_WRONG_KEY"}, waive...)
+		r := a.run("backup", "--config", a.cfgPath, "--json")
+		if r.code != 5 || !strings.Contains(r.stderr, "AuthorizationFailure") && !strings.Contains(r.stderr, "AuthenticationFailed") {
+			t.Fatalf("exit %d, want 5 naming the refused credentials\n%s", r.code, r.stderr)
+		}
+	})
+	t.Run("a missing container is exit 4 naming it", func(t *testing.T) {
+		a.t = t
+		a.writeAzConfig(map[string]string{"account_url": a.srv.AccountURL, "container": "nosuchcontainer", "auth": "shared-key", "account_key_env": "KEYESCROW_TEST_AZ_ACCOUNT_KEY"}, waive...)
+		r := a.run("backup", "--config", a.cfgPath, "--json")
+		if r.code != 4 || !strings.Contains(r.stderr, "ContainerNotFound") || !strings.Contains(r.stderr, "nosuchcontainer") {
+			t.Fatalf("exit %d, want 4\n%s", r.code, r.stderr)
+		}
+	})
+	t.Run("a missing account key variable is exit 2 naming it", func(t *testing.T) {
+		a.t = t
+		a.writeAzConfig(map[string]string{"account_url": a.srv.AccountURL, "container": "c", "auth": "shared-key", "account_key_env": "KEYESCROW_TEST_AZ_UNSET"}, waive...)
+		r := a.run("backup", "--config", a.cfgPath, "--json")
+		if r.code != 2 || !strings.Contains(r.stderr, "KEYESCROW_TEST_AZ_UNSET") {
+			t.Fatalf("exit %d, want 2\n%s", r.code, r.stderr)
+		}
+	})
+}
+
+func serviceSAS(t *testing.T, name string) string {
+	t.Helper()
+	key, err := container.NewSharedKeyCredential(azurite.AccountName, azurite.AccountKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := sas.BlobSignatureValues{Protocol: sas.ProtocolHTTPSandHTTP, ExpiryTime: time.Now().Add(time.Hour).UTC(), ContainerName: name,
+		Permissions: (&sas.ContainerPermissions{Read: true, Create: true, List: true}).String()}.SignWithSharedKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q.Encode()
+}
+
