@@ -383,4 +383,3 @@ func serviceSAS(t *testing.T, name string) string {
 	}
 	return q.Encode()
 }
-
