@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,7 +21,7 @@ import (
 // TokenServer is a fake Entra ID (login.microsoftonline.com) for one
 // application: it serves the tenant's OpenID configuration and the token
 // endpoint for the client-credentials grant, and issues tokens Azurite's
-// --oauth basic accepts (audience https://storage.azure.com, issuer
+// --oauth basic accepts (audience https://storage.azure.com, or Resource Manager's for its scope; issuer
 // https://sts.windows.net/TENANT/, nbf/iat/exp set; unsigned, as Azurite
 // does not check signatures). A wrong client id or secret gets Entra's
 // 401 invalid_client with AADSTS7000215.
@@ -54,6 +56,7 @@ func StartTokenServer(t testing.TB, files testtls.Files, tenantID, clientID, sec
 	}
 	srv.Listener = l
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	s.AuthorityHost = srv.URL + "/"
@@ -87,26 +90,34 @@ func (s *TokenServer) serve(w http.ResponseWriter, r *http.Request) {
 				"error_codes":       []int{7000215}})
 			return
 		}
-		if sc := r.PostForm.Get("scope"); !strings.Contains(" "+sc+" ", " https://storage.azure.com/.default ") {
+		sc := " " + r.PostForm.Get("scope") + " "
+		aud := ""
+		switch {
+		case strings.Contains(sc, " https://storage.azure.com/.default "):
+			aud = "https://storage.azure.com"
+		case strings.Contains(sc, " https://management.core.windows.net//.default "), strings.Contains(sc, " https://management.azure.com//.default "):
+			aud = "https://management.core.windows.net/"
+		}
+		if aud == "" {
 			s.refused.Add(1)
-			writeJSON(w, http.StatusBadRequest, map[string]any{"error": "invalid_scope", "error_description": "AADSTS70011: scope " + sc + " is not valid here."})
+			writeJSON(w, http.StatusBadRequest, map[string]any{"error": "invalid_scope", "error_description": "AADSTS70011: scope" + sc + "is not valid here."})
 			return
 		}
 		s.issued.Add(1)
-		writeJSON(w, http.StatusOK, map[string]any{"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": s.jwt()})
+		writeJSON(w, http.StatusOK, map[string]any{"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": s.jwt(aud)})
 	default:
 		http.NotFound(w, r)
 	}
 }
 
-func (s *TokenServer) jwt() string {
+func (s *TokenServer) jwt(aud string) string {
 	now := time.Now().Unix()
 	enc := func(v any) string {
 		b, _ := json.Marshal(v)
 		return base64.RawURLEncoding.EncodeToString(b)
 	}
 	return enc(map[string]string{"typ": "JWT", "alg": "RS256"}) + "." + enc(map[string]any{
-		"aud": "https://storage.azure.com", "iss": fmt.Sprintf("https://sts.windows.net/%s/", s.TenantID),
+		"aud": aud, "iss": fmt.Sprintf("https://sts.windows.net/%s/", s.TenantID),
 		"iat": now - 60, "nbf": now - 60, "exp": now + 3600, "appid": s.ClientID, "tid": s.TenantID, "ver": "1.0",
 	}) + "." + base64.RawURLEncoding.EncodeToString([]byte("unsigned-test-token"))
 }
