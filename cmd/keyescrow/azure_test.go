@@ -444,3 +444,47 @@ func TestAzureBackupAgainstRecordedAzureIsLockedAndVerified(t *testing.T) {
 		t.Fatal("the first copy changed")
 	}
 }
+
+// TestAzureBackupToARealAccount runs the backup body against a real
+// account when KEYESCROW_TEST_AZURE_ACCOUNT_URL and _CONTAINER are set
+// (auth default: the binary gets the machine's AZURE_* variables; copies
+// unlocked for one day; the region proven through
+// KEYESCROW_TEST_AZURE_RESOURCE_ID when set, else waived).
+func TestAzureBackupToARealAccount(t *testing.T) {
+	accountURL, name := os.Getenv("KEYESCROW_TEST_AZURE_ACCOUNT_URL"), os.Getenv("KEYESCROW_TEST_AZURE_CONTAINER")
+	if accountURL == "" {
+		t.Log("KEYESCROW_TEST_AZURE_ACCOUNT_URL is unset: Azurite and the recorded Azure layer only")
+		return
+	}
+	a := &azEnv{env: newEnv(t, mssqltest.Config{})}
+	for _, kv := range os.Environ() {
+		if k, v, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AZURE_") || strings.HasPrefix(k, "IDENTITY_") || strings.HasPrefix(k, "MSI_") {
+			a.vars[k] = v
+			if strings.Contains(k, "SECRET") {
+				a.secrets = append(a.secrets, v)
+			}
+		}
+	}
+	dest := map[string]string{"account_url": accountURL, "container": name, "auth": "default", "prefix": "keyescrow-test/"}
+	var waive []string
+	if rid := os.Getenv("KEYESCROW_TEST_AZURE_RESOURCE_ID"); rid != "" {
+		dest["resource_id"] = rid
+	} else {
+		waive = append(waive, "region")
+	}
+	a.writeAzConfig(dest, waive...)
+	cfg, _ := os.ReadFile(a.cfgPath)
+	cfg = []byte(strings.Replace(string(cfg), "{mode: locked, days: 30}", "{mode: unlocked, days: 1}", 1))
+	if hr := os.Getenv("KEYESCROW_TEST_AZURE_HOME_REGION"); hr != "" {
+		cfg = []byte(strings.Replace(string(cfg), "home_region: westeurope", "home_region: "+hr, 1))
+	}
+	_ = os.WriteFile(a.cfgPath, cfg, 0o600)
+	r := a.run("backup", "--config", a.cfgPath, "--json")
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	d := parseAzReceipt(t, r.stdout).Destinations[0]
+	if d.VersionID == "" || d.Retention == nil || d.Retention.Mode != "unlocked" || !d.ReadBack || !d.Checksum.Match {
+		t.Fatalf("destination: %+v", d)
+	}
+}
