@@ -53,6 +53,10 @@ func (c *counter) take() []string {
 // countingClient returns an HTTP client trusting caFile whose requests
 // are counted.
 func countingClient(t *testing.T, caFile string) (*http.Client, *counter) {
+	return countingClientB(t, caFile)
+}
+
+func countingClientB(t testing.TB, caFile string) (*http.Client, *counter) {
 	t.Helper()
 	hc, err := NewHTTPClientWithCAFile(caFile)
 	if err != nil {
@@ -78,6 +82,10 @@ func newContainer(t *testing.T, srv *azurite.Server) string {
 
 // adminContainer is a container client with the development key.
 func adminContainer(t *testing.T, srv *azurite.Server, name string) *container.Client {
+	return adminContainerB(t, srv, name)
+}
+
+func adminContainerB(t testing.TB, srv *azurite.Server, name string) *container.Client {
 	t.Helper()
 	hc, err := NewHTTPClientWithCAFile(srv.CAFile)
 	if err != nil {
