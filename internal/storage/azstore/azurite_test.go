@@ -241,8 +241,8 @@ func TestAzuritePreflight(t *testing.T) {
 			t.Fatalf("writable = %+v", p.Writable)
 		}
 		_, err = s.Put(ctxT(t), "a.key", []byte("x"), putOpts([]byte("x")))
-		if !errors.Is(err, storage.ErrPermission) && !errors.Is(err, storage.ErrAuth) {
-			t.Fatalf("Put with a read-only SAS = %v", err)
+		if !errors.Is(err, storage.ErrPermission) || !strings.Contains(err.Error(), actionBlobWrite) {
+			t.Fatalf("Put with a read-only SAS = %v, want ErrPermission naming %s", err, actionBlobWrite)
 		}
 	})
 }

@@ -122,3 +122,11 @@ func compact(s string) string {
 	}
 	return out
 }
+
+// withHint names the data action an ErrPermission lacks.
+func withHint(err error, action string) error {
+	if errors.Is(err, storage.ErrPermission) {
+		return fmt.Errorf("%w; grant the identity the data action %s (the keyescrow agent role in deploy/azure)", err, action)
+	}
+	return err
+}

@@ -21,6 +21,7 @@ const (
 	actionAccountRead   = "Microsoft.Storage/storageAccounts/read"
 	actionBlobSvcRead   = "Microsoft.Storage/storageAccounts/blobServices/read"
 	actionBlobWrite     = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write"
+	actionBlobRead      = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
 	actionRunAsSuper    = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/immutableStorage/runAsSuperUser/action"
 )
 

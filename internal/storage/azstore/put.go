@@ -83,7 +83,7 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, opts storage.P
 	}
 	resp, err := s.container.NewBlockBlobClient(key).Upload(ctx, streaming.NopCloser(bytes.NewReader(bytes.Clone(data))), uo)
 	if err != nil {
-		return storage.Object{}, translate("put "+key, err)
+		return storage.Object{}, withHint(translate("put "+key, err), actionBlobWrite+" (and, for a policy or legal hold, "+actionRunAsSuper+")")
 	}
 	o := storage.Object{Key: key, Size: int64(len(data)), MD5: resp.ContentMD5, IsLatest: true}
 	if resp.VersionID != nil {

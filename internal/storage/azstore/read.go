@@ -65,7 +65,7 @@ func (s *Store) Stat(ctx context.Context, key, versionID string) (storage.Object
 	}
 	p, err := c.GetProperties(ctx, nil)
 	if err != nil {
-		return storage.Object{}, translate("read the properties of "+key, err)
+		return storage.Object{}, withHint(translate("read the properties of "+key, err), actionBlobRead)
 	}
 	vid, err := s.sameVersion(key, versionID, p.VersionID)
 	if err != nil {
@@ -118,7 +118,7 @@ func (s *Store) Open(ctx context.Context, key, versionID string) (io.ReadCloser,
 	}
 	r, err := c.DownloadStream(ctx, nil)
 	if err != nil {
-		return nil, translate("read "+key, err)
+		return nil, withHint(translate("read "+key, err), actionBlobRead)
 	}
 	if _, err := s.sameVersion(key, versionID, r.VersionID); err != nil {
 		r.Body.Close()
