@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -248,6 +249,9 @@ func TestAzureBackupToAzuriteOverHTTPSWithOAuth(t *testing.T) {
 	if r := a.run("check", "--config", a.cfgPath, "--json"); r.code != 4 || !strings.Contains(r.stdout, "region") {
 		t.Fatalf("check with region unproven: exit %d\n%s", r.code, r.stdout)
 	}
+	if n := countBlobs(t, admin); n != 0 {
+		t.Fatalf("check wrote %d blobs", n)
+	}
 
 	a.writeAzConfig(a.oauthDest(name), "region", "versioning", "immutability")
 	start := time.Now()
@@ -361,6 +365,22 @@ func TestAzureBackupWithSharedKeyAndSAS(t *testing.T) {
 			t.Fatalf("exit %d, want 4\n%s", r.code, r.stderr)
 		}
 	})
+	t.Run("an endpoint where nothing listens is exit 5 naming the refused connection", func(t *testing.T) {
+		a.t = t
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead := "http://" + l.Addr().String() + "/" + azurite.AccountName
+		l.Close()
+		a.writeAzConfig(map[string]string{"account_url": dead, "container": "c", "auth": "shared-key", "account_key_env": "KEYESCROW_TEST_AZ_ACCOUNT_KEY"}, waive...)
+		start := time.Now()
+		r := a.run("backup", "--config", a.cfgPath, "--json")
+		if r.code != 5 || !strings.Contains(r.stderr, "connection refused") {
+			t.Fatalf("exit %d, want 5 naming the refused connection\n%s", r.code, r.stderr)
+		}
+		t.Logf("an unreachable endpoint failed after %v (bounded retries)", time.Since(start))
+	})
 	t.Run("a missing account key variable is exit 2 naming it", func(t *testing.T) {
 		a.t = t
 		a.writeAzConfig(map[string]string{"account_url": a.srv.AccountURL, "container": "c", "auth": "shared-key", "account_key_env": "KEYESCROW_TEST_AZ_UNSET"}, waive...)
@@ -413,7 +433,11 @@ func TestAzureBackupAgainstRecordedAzureIsLockedAndVerified(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("backup: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
-	t.Logf("backup against the recorded layer: %v, %d requests to the storage service (preflight, write and proof, receipt)", time.Since(start), srv.Requests()-before)
+	n := srv.Requests() - before
+	t.Logf("backup against the recorded layer: %v, %d requests to the storage service", time.Since(start), n)
+	if n != 6 {
+		t.Errorf("the backup sent %d requests, want 6: preflight 2 (container, account information), write and proof 3, receipt 1", n)
+	}
 	rec := parseAzReceipt(t, r.stdout)
 	d := rec.Destinations[0]
 	if rec.Status != "ok" || d.Status != "verified" || d.VersionID == "" || !d.ReadBack || !d.Checksum.Match || d.Checksum.Remote != rec.File.SHA256 {
