@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: build test demo deps vet fmt fuzz windows release-check clean
+.PHONY: build test demo deps tools-azurite vet fmt fuzz windows release-check clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o .tools/bin/keyescrow ./cmd/keyescrow
@@ -14,7 +14,7 @@ build:
 # black-box tests of the built binary. No AWS_*/KEYESCROW_* variable of the
 # machine leaks into the tests (a real SQL Server is used only when
 # KEYESCROW_TEST_SQLSERVER_DSN is passed on purpose, see README).
-test: deps
+test: deps tools-azurite
 	env -u AWS_CA_BUNDLE -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN -u AWS_PROFILE -u AWS_REGION \
 	  -u AZURE_CLIENT_ID -u AZURE_TENANT_ID -u AZURE_CLIENT_SECRET -u AZURE_FEDERATED_TOKEN_FILE -u AZURE_AUTHORITY_HOST \
 	  $(GO) test -race -count=1 -timeout 30m ./...
@@ -29,6 +29,12 @@ demo:
 deps:
 	bash deploy/dev/debian-deps.sh
 	$(GO) mod download
+
+# Azurite 3.37.0 (pinned by deploy/dev/azurite/package-lock.json) into
+# .tools/azurite with npm ci; installs Debian's nodejs/npm when node is
+# missing. The Azure Blob tests start and stop it themselves.
+tools-azurite:
+	bash deploy/dev/azurite.sh install
 
 vet:
 	$(GO) vet ./...
