@@ -564,4 +564,3 @@ lock_file: %q
 		t.Fatalf("receipt: %s", r.stdout)
 	}
 }
-

@@ -35,7 +35,9 @@ func (s *Store) Preflight(ctx context.Context) (storage.Properties, error) {
 	)
 	wg.Go(func() { head, headErr = s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: b}) })
 	wg.Go(func() { vers, versErr = s.client.GetBucketVersioning(ctx, &s3.GetBucketVersioningInput{Bucket: b}) })
-	wg.Go(func() { lock, lockErr = s.client.GetObjectLockConfiguration(ctx, &s3.GetObjectLockConfigurationInput{Bucket: b}) })
+	wg.Go(func() {
+		lock, lockErr = s.client.GetObjectLockConfiguration(ctx, &s3.GetObjectLockConfigurationInput{Bucket: b})
+	})
 	wg.Go(func() { repl, r = s.client.GetBucketReplication(ctx, &s3.GetBucketReplicationInput{Bucket: b}) })
 	wg.Wait()
 	if err := ctx.Err(); err != nil {

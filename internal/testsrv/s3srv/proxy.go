@@ -212,9 +212,14 @@ func Action(method, path string, q url.Values, h http.Header) string {
 }
 
 // ExtraActions are the actions a request needs besides Action: a PutObject
-// with lock headers also needs s3:PutObjectRetention / s3:PutObjectLegalHold.
+// with lock headers also needs s3:PutObjectRetention / s3:PutObjectLegalHold,
+// and a HeadObject shows the lock and legal-hold headers only to a caller
+// with s3:GetObjectRetention and s3:GetObjectLegalHold.
 func ExtraActions(r Request) []string {
 	var out []string
+	if r.Method == http.MethodHead && (r.Action == "s3:GetObject" || r.Action == "s3:GetObjectVersion") {
+		out = append(out, "s3:GetObjectRetention", "s3:GetObjectLegalHold")
+	}
 	if r.Action == "s3:PutObject" {
 		if r.Header.Get("X-Amz-Object-Lock-Mode") != "" || r.Header.Get("X-Amz-Object-Lock-Retain-Until-Date") != "" {
 			out = append(out, "s3:PutObjectRetention")
