@@ -2,9 +2,11 @@ package s3store_test
 
 import (
 	"context"
+	"os"
 	"testing"
 
 	"github.com/keyescrow/keyescrow/internal/storage"
+	"github.com/keyescrow/keyescrow/internal/storage/s3store"
 	"github.com/keyescrow/keyescrow/internal/storage/storagetest"
 	"github.com/keyescrow/keyescrow/internal/testsrv/s3srv"
 )
@@ -41,4 +43,28 @@ func TestConformance(t *testing.T) {
 			storagetest.Run(t, h)
 		})
 	}
+	bucket, region := os.Getenv("KEYESCROW_TEST_S3_BUCKET"), os.Getenv("KEYESCROW_TEST_S3_REGION")
+	if bucket == "" {
+		t.Log("KEYESCROW_TEST_S3_BUCKET is unset: conformance proven against versitygw and MinIO only")
+		return
+	}
+	t.Run("real S3", func(t *testing.T) {
+		if region == "" {
+			t.Fatal("with KEYESCROW_TEST_S3_BUCKET set, set KEYESCROW_TEST_S3_REGION (the bucket's region)")
+		}
+		for k, v := range machineAWS { // on purpose: the real account's credentials
+			t.Setenv(k, v)
+		}
+		storagetest.Run(t, storagetest.Harness{
+			New: func(t *testing.T) storage.Backend {
+				s, err := s3store.New(t.Context(), s3store.Options{Bucket: bucket, Region: region, Profile: os.Getenv("KEYESCROW_TEST_S3_PROFILE")})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			},
+			// No Delete: the agent's policy has none, and copies stay locked.
+			Retention: &storage.Retention{Mode: "GOVERNANCE"},
+		})
+	})
 }
