@@ -211,13 +211,22 @@ func (s *Server) waitReady(limit time.Duration) error {
 		resp, err := client.Get(url)
 		if err == nil {
 			resp.Body.Close()
-			if s.Kind != MinIO || resp.StatusCode == http.StatusOK {
+			// MinIO says ready before its S3 API is (503
+			// XMinioServerNotInitialized): ready means ListBuckets answers.
+			if (s.Kind != MinIO || resp.StatusCode == http.StatusOK) && s.listBuckets() == nil {
 				return nil
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("not ready after %v", limit)
+}
+
+func (s *Server) listBuckets() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := s.Admin("").ListBuckets(ctx, &s3.ListBucketsInput{})
+	return err
 }
 
 // Stop ends the server by its PID (SIGTERM, then kill) and waits for it.
