@@ -17,12 +17,16 @@ import (
 //
 // The SDK returns a page's versions and delete markers as two lists; they
 // are merged by key and LastModified (a delete marker before a version of
-// the same instant, the order in which S3 itself lists them).
+// the same instant, the order in which S3 itself lists them). A server that
+// repeats the marker entry at the top of the next page (versitygw v1.8.0
+// does) is tolerated: a version already given is not given again.
 func (s *Store) List(ctx context.Context, prefix string, fn func(storage.Object) error) error {
-	p := s3.NewListObjectVersionsPaginator(s.client, &s3.ListObjectVersionsInput{
-		Bucket: aws.String(s.opts.Bucket),
-		Prefix: aws.String(prefix),
-	})
+	in := &s3.ListObjectVersionsInput{Bucket: aws.String(s.opts.Bucket), Prefix: aws.String(prefix)}
+	if n := s.opts.ListPageSize; n > 0 && n < 1000 {
+		in.MaxKeys = aws.Int32(n)
+	}
+	p := s3.NewListObjectVersionsPaginator(s.client, in)
+	lastKey, seen := "", map[string]bool{} // versions given of lastKey
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
@@ -63,6 +67,12 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(storage.Object)
 			return 0
 		})
 		for _, o := range objs {
+			if o.Key != lastKey {
+				lastKey, seen = o.Key, map[string]bool{}
+			} else if seen[o.VersionID] {
+				continue
+			}
+			seen[o.VersionID] = true
 			if err := fn(o); err != nil {
 				return err
 			}

@@ -41,6 +41,9 @@ type Options struct {
 	// MaxAttempts bounds each request's attempts (first try included);
 	// 0 means DefaultMaxAttempts.
 	MaxAttempts int
+	// ListPageSize is the number of versions List asks per page (at most
+	// 1000, S3's limit); 0 means 1000.
+	ListPageSize int32
 	// APIOptions are extra SDK middleware (tests count requests with it).
 	APIOptions []func(*middleware.Stack) error
 	// Log receives debug lines; nil discards them.
