@@ -20,6 +20,21 @@ import (
 
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o600) }
 
+// readBack returns the bytes Open gives for the version.
+func readBack(t *testing.T, s storage.Backend, key, versionID string) []byte {
+	t.Helper()
+	r, err := s.Open(t.Context(), key, versionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
 func sum(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
 
 // The write and its proof are exactly three requests: PutObject, HeadObject
@@ -44,13 +59,7 @@ func TestWriteAndProofAreThreeRequests(t *testing.T) {
 			if st.Retention == nil || st.Retention.Mode != "COMPLIANCE" || st.Retention.Until.Before(until) || !st.LegalHold || !bytes.Equal(st.SHA256, sum(data)) {
 				t.Fatalf("Stat = %+v", st)
 			}
-			r, err := s.Open(t.Context(), "k/a.key", o.VersionID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, _ := io.ReadAll(r)
-			r.Close()
-			if !bytes.Equal(got, data) {
+			if !bytes.Equal(readBack(t, s, "k/a.key", o.VersionID), data) {
 				t.Fatal("read back different bytes")
 			}
 			if ops := log.take(); !slices.Equal(ops, []string{"GetObject", "HeadObject", "PutObject"}) {
@@ -144,13 +153,7 @@ func TestLockedVersionCannotBeDeleted(t *testing.T) {
 			if err := deleteVersion(ctx, srv, bucket, "k/a.key", o.VersionID); !errors.Is(err, storage.ErrLocked) {
 				t.Fatalf("delete of a locked version = %v, want refused", err)
 			}
-			r, err := s.Open(t.Context(), "k/a.key", o.VersionID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, _ := io.ReadAll(r)
-			r.Close()
-			if !bytes.Equal(got, data) {
+			if !bytes.Equal(readBack(t, s, "k/a.key", o.VersionID), data) {
 				t.Fatal("the locked version changed")
 			}
 		})
