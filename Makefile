@@ -5,16 +5,17 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: build test demo deps tools-azurite vet fmt fuzz windows release-check clean
+.PHONY: build test demo deps tools-s3 tools-azurite vet fmt fuzz windows release-check clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o .tools/bin/keyescrow ./cmd/keyescrow
 
-# The whole test suite: unit, conformance, stand-in, FreeTDS cross-check and
-# black-box tests of the built binary. No AWS_*/KEYESCROW_* variable of the
+# The whole test suite: unit, conformance (also against versitygw and MinIO
+# over HTTPS), stand-in, FreeTDS cross-check and black-box tests of the
+# built binary. No AWS_*/KEYESCROW_* variable of the
 # machine leaks into the tests (a real SQL Server is used only when
 # KEYESCROW_TEST_SQLSERVER_DSN is passed on purpose, see README).
-test: deps tools-azurite
+test: deps tools-s3 tools-azurite
 	env -u AWS_CA_BUNDLE -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN -u AWS_PROFILE -u AWS_REGION \
 	  -u AZURE_CLIENT_ID -u AZURE_TENANT_ID -u AZURE_CLIENT_SECRET -u AZURE_FEDERATED_TOKEN_FILE -u AZURE_AUTHORITY_HOST \
 	  $(GO) test -race -count=1 -timeout 30m ./...
@@ -35,6 +36,11 @@ deps:
 # missing. The Azure Blob tests start and stop it themselves.
 tools-azurite:
 	bash deploy/dev/azurite.sh install
+
+# versitygw v1.8.0 and MinIO (pinned) into .tools/bin for the S3 tests;
+# a no-op when the pinned versions are there already.
+tools-s3:
+	bash deploy/dev/s3-servers.sh install
 
 vet:
 	$(GO) vet ./...
