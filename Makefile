@@ -20,8 +20,9 @@ test: deps tools-s3 tools-azurite
 	  -u AZURE_CLIENT_ID -u AZURE_TENANT_ID -u AZURE_CLIENT_SECRET -u AZURE_FEDERATED_TOKEN_FILE -u AZURE_AUTHORITY_HOST \
 	  $(GO) test -race -count=1 -timeout 30m ./...
 
-# The main job: `keyescrow backup` against the TDS stand-in and a local
-# folder destination, both started here; prints the receipt.
+# The main job: `keyescrow backup` against the TDS stand-in, versitygw (S3
+# with Object Lock over HTTPS) and a local folder, all started here by PID;
+# prints the receipt and checks it.
 demo:
 	bash deploy/dev/demo.sh
 

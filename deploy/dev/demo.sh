@@ -1,16 +1,28 @@
 #!/usr/bin/env bash
 # The main job, end to end, on a machine with nothing but Go: builds
-# keyescrow and the TDS stand-in, starts the stand-in on 127.0.0.1 (a free
-# port), runs `keyescrow backup` with a `file` destination, prints the
-# receipt, proves the copy's SHA-256 equals the receipt's, and stops the
-# stand-in by its PID. Secrets travel only in environment variables.
+# keyescrow and the TDS stand-in, installs (pinned) and starts versitygw over
+# HTTPS in region eu-central-1 with an Object Lock bucket, starts the
+# stand-in, runs `keyescrow backup` to two destinations (S3 with Object Lock,
+# and a folder), prints the receipt, proves the copies' SHA-256 equal the
+# receipt's, and stops both servers by their PIDs. Secrets are random and
+# travel only in environment variables.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+
+need=()
+command -v curl >/dev/null || need+=(curl ca-certificates)
+command -v python3 >/dev/null || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+bash deploy/dev/s3-servers.sh install
 
 bin=.tools/bin
 mkdir -p "$bin"
 go build -trimpath -o "$bin/keyescrow" ./cmd/keyescrow
 go build -trimpath -o "$bin/mssql-standin" ./cmd/mssql-standin
+go build -trimpath -o "$bin/s3bucket" ./internal/testsrv/s3srv/cmd/s3bucket
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/keyescrow-demo.XXXXXX")
 standin_pid=""
@@ -19,8 +31,17 @@ cleanup() {
     kill "$standin_pid" 2>/dev/null || true
     wait "$standin_pid" 2>/dev/null || true
   fi
+  bash deploy/dev/s3-servers.sh stop "$work/s3" || true
 }
 trap cleanup EXIT INT TERM
+
+echo "== starting versitygw (S3, HTTPS, region eu-central-1)"
+bash deploy/dev/s3-servers.sh start versitygw "$work/s3" eu-central-1
+endpoint=$(cat "$work/s3/endpoint")
+(
+  set -a; . "$work/s3/credentials.env"; set +a
+  "$bin/s3bucket" -endpoint "$endpoint" -region eu-central-1 -ca "$work/s3/certs/ca.pem" -bucket sqlkeys
+)
 
 mkdir -m 700 "$work/keys" "$work/usb"
 # Throw-away secrets for the demo: random, and complex enough for SQL Server.
@@ -43,14 +64,26 @@ backup:
   password_env: KEYESCROW_BACKUP_PASSWORD
 home_region: eu-west-1
 destinations:
+  - name: offsite-s3
+    type: s3
+    bucket: sqlkeys
+    region: eu-central-1
+    prefix: sqlkeys/
+    endpoint: $endpoint
+    path_style: true
+    ca_file: $work/s3/certs/ca.pem
+    retention: {mode: COMPLIANCE, days: 1}
   - name: usb
     type: file
     path: $work/usb
 lock_file: $work/keyescrow.lock
+metrics_file: $work/keyescrow.prom
 YAML
 
 export KEYESCROW_SQLSERVER_DSN="sqlserver://keyescrow:${login_pw}@127.0.0.1:${port}?encrypt=disable"
 export KEYESCROW_BACKUP_PASSWORD="Bk'$(rand)#1"
+set -a; . "$work/s3/credentials.env"; set +a
+unset AWS_CA_BUNDLE AWS_PROFILE AWS_REGION AWS_SESSION_TOKEN
 
 echo "== keyescrow backup --config $work/keyescrow.yaml --json"
 set +e
@@ -61,10 +94,17 @@ cat "$work/receipt.json"
 echo "== exit code: $rc"
 [ "$rc" -eq 0 ] || exit "$rc"
 
-want=$(sed -n 's/^    "sha256": "\([0-9a-f]*\)".*/\1/p' "$work/receipt.json" | head -1)
+field() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$work/receipt.json" "$1"; }
+want=$(field 'r["file"]["sha256"]')
 copy=$(find "$work/usb" -name '*.key' -type f | head -1)
 got=$(sha256sum "$copy" | cut -d' ' -f1)
-echo "== receipt file.sha256: $want"
-echo "== sha256sum of $copy: $got"
+echo "== receipt file.sha256:            $want"
+echo "== sha256sum of the folder copy:   $got"
 [ -n "$want" ] && [ "$want" = "$got" ] || { echo "MISMATCH"; exit 6; }
-echo "== the copy on the destination matches the receipt; files are in $work"
+s3=$(field '[d for d in r["destinations"] if d["type"] == "s3"][0]')
+echo "== the S3 copy: $s3"
+field 'all(d["status"] == "verified" and d["read_back"] and d["checksum"]["match"] for d in r["destinations"])' | grep -qx True || { echo "not every destination verified"; exit 6; }
+field '[d for d in r["destinations"] if d["type"] == "s3"][0]["retention"]["mode"]' | grep -qx COMPLIANCE || { echo "the S3 copy is not under COMPLIANCE retention"; exit 6; }
+echo "== metrics ($work/keyescrow.prom):"
+grep -E '^keyescrow_(last_run_success|destination_up)' "$work/keyescrow.prom"
+echo "== both copies verified and locked where the destination can lock; files are in $work"
