@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,6 +69,9 @@ type env struct {
 	lockF   string
 	vars    map[string]string
 	stdin   string
+	// secrets a test adds (cloud keys, SAS, client secrets): like the
+	// passwords, they never appear in stdout or stderr, raw or URL-escaped.
+	secrets []string
 }
 
 func newEnv(t *testing.T, cfg mssqltest.Config) *env {
@@ -172,39 +176,69 @@ func (e *env) runCtx(ctx context.Context, started func(*exec.Cmd), args ...strin
 // ever reaches stdout or stderr.
 func (e *env) assertNoSecrets(r result) {
 	e.t.Helper()
-	for _, s := range []string{loginPW, backupPW, strings.ReplaceAll(backupPW, "'", "''"), "L0gin%3BPa"} {
+	forms := []string{loginPW, backupPW, strings.ReplaceAll(backupPW, "'", "''"), "L0gin%3BPa"}
+	for _, s := range e.secrets {
+		if s != "" {
+			forms = append(forms, s, url.QueryEscape(s))
+		}
+	}
+	for _, s := range forms {
 		if strings.Contains(r.stdout, s) || strings.Contains(r.stderr, s) {
 			e.t.Fatalf("a secret appeared in the output:\nstdout: %s\nstderr: %s", r.stdout, r.stderr)
 		}
 	}
 }
 
+// receipt is the contract of DESIGN.md ("Receipt") plus the README's
+// extensions (exit_code, error, destinations[].checks, server_file).
+// parseReceipt refuses any other field, so a field added without updating
+// the contract fails the black-box tests.
 type receipt struct {
-	Status   string `json:"status"`
-	Host     string `json:"host"`
-	Instance string `json:"instance"`
-	Kind     string `json:"kind"`
-	ExitCode int    `json:"exit_code"`
-	File     *struct {
+	Status     string    `json:"status"`
+	Tool       string    `json:"tool"`
+	Version    string    `json:"version"`
+	RunID      string    `json:"run_id"`
+	Host       string    `json:"host"`
+	Instance   string    `json:"instance"`
+	Kind       string    `json:"kind"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	ExitCode   int       `json:"exit_code"`
+	File       *struct {
 		Name   string `json:"name"`
 		Bytes  int64  `json:"bytes"`
 		SHA256 string `json:"sha256"`
 	} `json:"file"`
 	Waived       []string `json:"waived"`
 	Destinations []struct {
-		Name     string `json:"name"`
-		Type     string `json:"type"`
-		Location string `json:"location"`
-		Status   string `json:"status"`
-		ReadBack bool   `json:"read_back"`
+		Name      string `json:"name"`
+		Type      string `json:"type"`
+		Location  string `json:"location"`
+		VersionID string `json:"version_id"`
+		Region    string `json:"region"`
+		Retention *struct {
+			Mode  string    `json:"mode"`
+			Until time.Time `json:"until"`
+		} `json:"retention"`
 		Checksum struct {
-			Local, Remote string
-			Match         bool
+			Algorithm string `json:"algorithm"`
+			Local     string `json:"local"`
+			Remote    string `json:"remote"`
+			Match     bool   `json:"match"`
 		} `json:"checksum"`
-		Error *struct {
+		ReadBack bool   `json:"read_back"`
+		Status   string `json:"status"`
+		Error    *struct {
 			Code    int    `json:"code"`
 			Message string `json:"message"`
 		} `json:"error"`
+		Checks []struct {
+			Name   string `json:"name"`
+			State  string `json:"state"`
+			Value  string `json:"value"`
+			Result string `json:"result"`
+			Detail string `json:"detail"`
+		} `json:"checks"`
 	} `json:"destinations"`
 	ServerFile *struct {
 		Path    string `json:"path"`
@@ -217,21 +251,18 @@ type receipt struct {
 	} `json:"error"`
 }
 
-// parseReceipt checks that stdout is exactly one JSON document.
+// parseReceipt checks that stdout is exactly one JSON document with only the
+// receipt's fields.
 func parseReceipt(t *testing.T, stdout string) receipt {
 	t.Helper()
 	dec := json.NewDecoder(strings.NewReader(stdout))
 	dec.DisallowUnknownFields()
 	var r receipt
-	var raw json.RawMessage
-	if err := dec.Decode(&raw); err != nil {
-		t.Fatalf("stdout is not JSON: %v\n%s", err, stdout)
+	if err := dec.Decode(&r); err != nil {
+		t.Fatalf("stdout is not one JSON receipt: %v\n%s", err, stdout)
 	}
 	if dec.More() {
 		t.Fatalf("stdout holds more than one JSON document:\n%s", stdout)
-	}
-	if err := json.Unmarshal(raw, &r); err != nil {
-		t.Fatal(err)
 	}
 	return r
 }

@@ -25,41 +25,6 @@ const (
 	s3Home   = "eu-west-1"
 )
 
-// s3Receipt is the part of the receipt the S3 tests check.
-type s3Receipt struct {
-	Status   string `json:"status"`
-	ExitCode int    `json:"exit_code"`
-	File     *struct {
-		Name   string `json:"name"`
-		Bytes  int64  `json:"bytes"`
-		SHA256 string `json:"sha256"`
-	} `json:"file"`
-	Destinations []struct {
-		Name      string `json:"name"`
-		Type      string `json:"type"`
-		Location  string `json:"location"`
-		VersionID string `json:"version_id"`
-		Region    string `json:"region"`
-		Retention *struct {
-			Mode  string    `json:"mode"`
-			Until time.Time `json:"until"`
-		} `json:"retention"`
-		Checksum struct {
-			Algorithm, Local, Remote string
-			Match                    bool
-		} `json:"checksum"`
-		ReadBack bool   `json:"read_back"`
-		Status   string `json:"status"`
-		Checks   []struct {
-			Name, State, Value, Result, Detail string
-		} `json:"checks"`
-		Error *struct {
-			Code    int    `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	} `json:"destinations"`
-}
-
 // s3Env is one test's world with an S3 destination on a real server,
 // reached through a recording (and, when told, tampering) proxy.
 type s3Env struct {
@@ -82,6 +47,7 @@ func newS3Env(t *testing.T, srv *s3srv.Server, b s3srv.Bucket) *s3Env {
 	e := &s3Env{env: newEnv(t, mssqltest.Config{}), srv: srv, proxy: s3srv.NewProxy(t, srv), bucket: srv.NewBucket(t, b)}
 	e.vars["AWS_ACCESS_KEY_ID"] = srv.AccessKey
 	e.vars["AWS_SECRET_ACCESS_KEY"] = srv.SecretKey
+	e.secrets = append(e.secrets, srv.SecretKey)
 	e.writeS3(s3Dest{})
 	return e
 }
@@ -131,25 +97,6 @@ lock_file: %q
 	}
 }
 
-// run runs the binary and also checks that the S3 secret never shows.
-func (e *s3Env) run(args ...string) result {
-	e.t.Helper()
-	r := e.env.run(args...)
-	if strings.Contains(r.stdout, e.srv.SecretKey) || strings.Contains(r.stderr, e.srv.SecretKey) {
-		e.t.Fatalf("the S3 secret key appeared in the output:\n%s\n%s", r.stdout, r.stderr)
-	}
-	return r
-}
-
-func parseS3Receipt(t *testing.T, stdout string) s3Receipt {
-	t.Helper()
-	var r s3Receipt
-	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
-		t.Fatalf("stdout is not a JSON receipt: %v\n%s", err, stdout)
-	}
-	return r
-}
-
 // versions lists every version and delete marker in the bucket.
 func (e *s3Env) versions() []string {
 	e.t.Helper()
@@ -188,7 +135,7 @@ func TestS3BackupToEachServer(t *testing.T) {
 			if r.code != 0 {
 				t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 			}
-			rec := parseS3Receipt(t, r.stdout)
+			rec := parseReceipt(t, r.stdout)
 			d := rec.Destinations[0]
 			wantPrefix := "s3://" + e.bucket + "/sqlkeys/SQLHOST01/INST1/service-master-key/SQLHOST01$INST1-servicemasterkey-"
 			minUntil := start.Add(24 * time.Hour).Add(-time.Second)
@@ -322,8 +269,11 @@ func TestS3RefusalsNameTheFix(t *testing.T) {
 			setup: func(e *s3Env) { e.writeS3(s3Dest{bucket: "no-such-bucket-here"}) },
 			want:  []string{"does not exist", "create it"}},
 		{name: "wrong credentials are exit 5", bucket: lockBucket(), code: 5,
-			setup: func(e *s3Env) { e.vars["AWS_SECRET_ACCESS_KEY"] = "wrong" + e.srv.SecretKey[5:] },
-			want:  []string{"credentials", "AWS_ACCESS_KEY_ID"}},
+			setup: func(e *s3Env) {
+				e.vars["AWS_SECRET_ACCESS_KEY"] = "wrong" + e.srv.SecretKey[5:]
+				e.secrets = append(e.secrets, e.vars["AWS_SECRET_ACCESS_KEY"])
+			},
+			want: []string{"credentials", "AWS_ACCESS_KEY_ID"}},
 		{name: "an unknown access key is exit 5", bucket: lockBucket(), code: 5,
 			setup: func(e *s3Env) { e.vars["AWS_ACCESS_KEY_ID"] = "AKIAUNKNOWNKEY000000" },
 			want:  []string{"credentials", "AWS_ACCESS_KEY_ID"}},
@@ -362,7 +312,7 @@ func TestS3RefusalsNameTheFix(t *testing.T) {
 							t.Errorf("stderr does not say %q:\n%s", s, r.stderr)
 						}
 					}
-					if rec := parseS3Receipt(t, r.stdout); rec.Status != "failed" || rec.ExitCode != tc.code {
+					if rec := parseReceipt(t, r.stdout); rec.Status != "failed" || rec.ExitCode != tc.code {
 						t.Errorf("receipt: %s", r.stdout)
 					}
 					if e.bucket != "" {
@@ -388,7 +338,7 @@ func TestS3LostPutResponseIsRetriedWithoutASecondObject(t *testing.T) {
 			if r.code != 0 {
 				t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 			}
-			rec := parseS3Receipt(t, r.stdout)
+			rec := parseReceipt(t, r.stdout)
 			if v := e.versions(); len(v) != 2 { // the key and its receipt
 				t.Fatalf("the bucket holds %v, want one key copy and one receipt", v)
 			}
@@ -559,7 +509,7 @@ lock_file: %q
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
-	d := parseS3Receipt(t, r.stdout).Destinations[0]
+	d := parseReceipt(t, r.stdout).Destinations[0]
 	if d.VersionID == "" || d.Retention == nil || !d.Checksum.Match || !d.ReadBack || d.Region != region {
 		t.Fatalf("receipt: %s", r.stdout)
 	}
