@@ -50,9 +50,9 @@ func deleteVersion(ctx context.Context, s *Store, key, versionID string) error {
 // TestRecordedAzureConformance runs the storage conformance suite against
 // the recorded Azure contract layer (replays recorded Azure behaviour:
 // versions, version-level immutability), where the versioning and
-// retention cases that Azurite cannot run apply. The harness has no Delete:
-// the suite's delete case expects S3 delete markers, which Azure does not
-// have; Azure's delete rules are tested below instead.
+// retention cases that Azurite cannot run apply. Deleting without a
+// version id leaves no delete marker in Azure (NoDeleteMarkers): the current
+// version becomes a previous one.
 func TestRecordedAzureConformance(t *testing.T) {
 	servers := map[storage.Backend]*recorded.Server{}
 	storagetest.Run(t, storagetest.Harness{
@@ -72,7 +72,11 @@ func TestRecordedAzureConformance(t *testing.T) {
 				t.Fatalf("no version %q of %s to corrupt", versionID, key)
 			}
 		},
-		Retention: &storage.Retention{Mode: ModeLocked},
+		Delete: func(ctx context.Context, t *testing.T, b storage.Backend, key, versionID string) error {
+			return deleteVersion(ctx, b.(*Store), key, versionID)
+		},
+		NoDeleteMarkers: true,
+		Retention:       &storage.Retention{Mode: ModeLocked},
 	})
 }
 

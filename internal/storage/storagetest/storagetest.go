@@ -33,7 +33,21 @@ type Harness struct {
 	// Capabilities); the suite sets Until relative to now. nil when the
 	// backend has no retention.
 	Retention *storage.Retention
+	// NoDeleteMarkers: deleting without a version id leaves no delete
+	// marker in listings (Azure Blob: the current version just becomes a
+	// previous one).
+	NoDeleteMarkers bool
+	// ServerBugs names cases the server under test is known to get wrong
+	// (case name → what it does and where it is tracked). They are not
+	// run; the log says so. A name that matches no case fails the run.
+	ServerBugs map[string]string
 }
+
+// CaseDeleteMarker is the name of the case that deletes without a version
+// id (for Harness.ServerBugs).
+const CaseDeleteMarker = caseDeleteMarker
+
+const caseDeleteMarker = "after a delete marker the old version stays readable by its id and the key can be written again"
 
 // testCase is one conformance case; applies says whether it fits the
 // backend and, if not, why.
@@ -50,7 +64,16 @@ func Run(t *testing.T, h Harness) {
 		t.Fatal("storagetest: Harness.New is nil")
 	}
 	caps := h.New(t).Capabilities()
+	for name := range h.ServerBugs {
+		if !slices.ContainsFunc(cases(), func(tc testCase) bool { return tc.name == name }) {
+			t.Errorf("storagetest: Harness.ServerBugs names no case: %q", name)
+		}
+	}
 	for _, tc := range cases() {
+		if why, ok := h.ServerBugs[tc.name]; ok {
+			t.Logf("not run, known server bug: %q: %s", tc.name, why)
+			continue
+		}
 		if tc.applies != nil {
 			if ok, why := tc.applies(h, caps); !ok {
 				t.Logf("not applicable: %q: %s", tc.name, why)
