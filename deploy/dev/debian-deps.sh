@@ -19,4 +19,4 @@ SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 echo "installing Debian packages: ${missing[*]}"
 $SUDO apt-get update -qq
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
