@@ -3,9 +3,7 @@ package testtls
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"testing"
 )
@@ -17,18 +15,7 @@ func TestTheCertificateServesTLSTrustedOnlyThroughItsCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }))
-	srv.Listener, err = net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
-	srv.StartTLS()
-	defer srv.Close()
+	srv := Serve(t, f, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }))
 
 	ca, err := os.ReadFile(f.CA)
 	if err != nil {

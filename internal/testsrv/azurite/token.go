@@ -1,15 +1,10 @@
 package azurite
 
 import (
-	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -45,20 +40,7 @@ func (s *TokenServer) Refused() int64 { return s.refused.Load() }
 func StartTokenServer(t testing.TB, files testtls.Files, tenantID, clientID, secret string) *TokenServer {
 	t.Helper()
 	s := &TokenServer{TenantID: tenantID, ClientID: clientID, Secret: secret}
-	cert, err := tls.LoadX509KeyPair(files.Cert, files.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Listener = l
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
+	srv := testtls.Serve(t, files, http.HandlerFunc(s.serve))
 	s.AuthorityHost = srv.URL + "/"
 	return s
 }

@@ -2,14 +2,14 @@ package s3srv
 
 import (
 	"bytes"
-	"crypto/tls"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/keyescrow/keyescrow/internal/testtls"
 )
 
 // Proxy is a TLS-terminating reverse proxy in front of a real server, for
@@ -24,7 +24,6 @@ type Proxy struct {
 	Endpoint string
 
 	srv    *Server
-	ln     net.Listener
 	client *http.Client
 
 	mu                                 sync.Mutex
@@ -45,21 +44,11 @@ type Request struct {
 // NewProxy starts a proxy in front of srv; it stops when t ends.
 func NewProxy(t testing.TB, srv *Server) *Proxy {
 	t.Helper()
-	pair, err := tls.LoadX509KeyPair(srv.TLS.Cert, srv.TLS.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"http/1.1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &Proxy{Endpoint: "https://" + ln.Addr().String(), srv: srv, ln: ln}
+	p := &Proxy{srv: srv}
 	p.client = srv.HTTPClient()
 	p.client.Timeout = 0
 	p.client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	hs := &http.Server{Handler: p}
-	go func() { _ = hs.Serve(ln) }()
-	t.Cleanup(func() { _ = hs.Close() })
+	p.Endpoint = testtls.Serve(t, srv.TLS, p).URL
 	return p
 }
 

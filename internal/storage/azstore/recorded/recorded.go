@@ -20,16 +20,12 @@ package recorded
 import (
 	"bytes"
 	"crypto/md5"
-	"crypto/tls"
 	"embed"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"sort"
 	"strings"
 	"sync"
@@ -145,20 +141,7 @@ func Start(t testing.TB, o Options) *Server {
 	if o.Container != "" {
 		s.containers[o.Container] = map[string]*blob{}
 	}
-	cert, err := tls.LoadX509KeyPair(files.Cert, files.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs.Listener = l
-	hs.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-	hs.Config.ErrorLog = log.New(io.Discard, "", 0) // clients closing idle TLS connections
-	hs.StartTLS()
-	t.Cleanup(hs.Close)
+	hs := testtls.Serve(t, files, http.HandlerFunc(s.serve))
 	s.ARMEndpoint = hs.URL
 	s.AccountURL = hs.URL + "/" + o.Account
 	return s
