@@ -26,10 +26,9 @@ type target struct {
 	retention *storage.Retention // the lock asked for this write (lockUntil)
 	legalHold bool               // also place a legal hold
 	checks    []receipt.Check
-	// unlocked: immutability is waived and not proven, so copies are
-	// written without a lock; unversioned: likewise for versioning, so a
-	// copy without a version id is accepted.
-	unlocked, unversioned bool
+	// unversioned: versioning is waived and not proven, so a copy without
+	// a version id is accepted (acceptUnversioned).
+	unversioned bool
 }
 
 // lockUntil is the retention asked for a write at now: the configured days

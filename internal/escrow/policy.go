@@ -72,9 +72,8 @@ func evaluate(in policyInput) (checks []receipt.Check, failures []string) {
 
 	if r := in.dest.Retention; r != nil {
 		rc := storage.Property{State: storage.Proven, Value: fmt.Sprintf("%s %dd", r.Mode, r.Days)}
-		unlocked := in.props.Immutability.State != storage.Proven && in.waived(config.WaiveImmutability)
 		switch {
-		case unlocked:
+		case writeUnlocked(in.props, in.waived):
 			add("retention", rc, resultWaived, fmt.Sprintf("each copy is written without a lock: the destination's immutability is not proven and %q is waived", config.WaiveImmutability))
 		case !in.caps.Retention:
 			add("retention", rc, resultFail, fmt.Sprintf("retention is configured but a %s destination cannot enforce it: remove retention or use another type", in.dest.Type))
@@ -122,6 +121,18 @@ func (in policyInput) judgeRegion(checks []receipt.Check, failures []string) ([]
 		fail(fmt.Sprintf("the destination's region cannot be proven: %s; grant the permission, or list \"region\" under waive", orDefault(p.Detail, "the service did not say")))
 	}
 	return append(checks, c), failures
+}
+
+// writeUnlocked: immutability is not proven and is waived, so copies are
+// written without a lock (a bucket without Object Lock refuses lock headers).
+func writeUnlocked(p storage.Properties, waived func(string) bool) bool {
+	return p.Immutability.State != storage.Proven && waived(config.WaiveImmutability)
+}
+
+// acceptUnversioned: versioning is not proven and is waived, so a copy
+// without a version id is accepted.
+func acceptUnversioned(p storage.Properties, waived func(string) bool) bool {
+	return p.Versioning.State != storage.Proven && waived(config.WaiveVersioning)
 }
 
 func orDefault(s, def string) string {

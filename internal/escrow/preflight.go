@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/keyescrow/keyescrow/internal/config"
 	"github.com/keyescrow/keyescrow/internal/exitcode"
 	"github.com/keyescrow/keyescrow/internal/receipt"
 	"github.com/keyescrow/keyescrow/internal/storage"
@@ -101,9 +100,8 @@ func (r *Runner) preflightOne(ctx context.Context, d Destination) PreflightResul
 	// A waived, unproven property is not demanded of the write: a bucket
 	// without Object Lock refuses lock headers, and one without versioning
 	// has no version ids. The receipt's checks say so.
-	res.Target.unlocked = props.Immutability.State != storage.Proven && r.Config.Waived(config.WaiveImmutability)
-	res.Target.unversioned = props.Versioning.State != storage.Proven && r.Config.Waived(config.WaiveVersioning)
-	if rt := d.Config.Retention; rt != nil && !res.Target.unlocked {
+	res.Target.unversioned = acceptUnversioned(props, r.Config.Waived)
+	if rt := d.Config.Retention; rt != nil && !writeUnlocked(props, r.Config.Waived) {
 		res.Target.retain = rt
 		res.Target.legalHold = d.Config.LegalHold
 	}

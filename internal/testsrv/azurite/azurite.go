@@ -6,11 +6,12 @@
 package azurite
 
 import (
+	"github.com/keyescrow/keyescrow/internal/testsrv"
+
 	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -109,7 +110,7 @@ func Start(t testing.TB, o Options) *Server {
 	}
 	var lastErr error
 	for range 3 {
-		port, err := freePort()
+		port, err := testsrv.FreePort()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,13 +187,4 @@ func run(t testing.TB, bin string, args []string) (int, error) {
 	}
 	t.Cleanup(stop)
 	return pid, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

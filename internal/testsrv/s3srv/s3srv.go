@@ -8,6 +8,8 @@
 package s3srv
 
 import (
+	"github.com/keyescrow/keyescrow/internal/testsrv"
+
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -15,7 +17,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -128,7 +129,7 @@ func Start(t testing.TB, kind Kind, region string) *Server {
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ { // a free port can be taken between probe and bind
-		port, err := freePort()
+		port, err := testsrv.FreePort()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -341,15 +342,6 @@ func (s *Server) CreateBucket(ctx context.Context, name string, b Bucket) error 
 		}
 	}
 	return nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func randHex(n int) string {
