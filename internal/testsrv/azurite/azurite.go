@@ -6,8 +6,6 @@
 package azurite
 
 import (
-	"github.com/keyescrow/keyescrow/internal/testsrv"
-
 	"bufio"
 	"context"
 	"errors"
@@ -22,6 +20,7 @@ import (
 	"time"
 
 	"github.com/keyescrow/keyescrow/internal/storage/storagetest"
+	"github.com/keyescrow/keyescrow/internal/testsrv"
 	"github.com/keyescrow/keyescrow/internal/testtls"
 )
 

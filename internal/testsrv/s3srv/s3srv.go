@@ -8,8 +8,6 @@
 package s3srv
 
 import (
-	"github.com/keyescrow/keyescrow/internal/testsrv"
-
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -33,6 +31,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/keyescrow/keyescrow/internal/storage/storagetest"
+	"github.com/keyescrow/keyescrow/internal/testsrv"
 	"github.com/keyescrow/keyescrow/internal/testtls"
 )
 
