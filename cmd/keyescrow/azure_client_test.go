@@ -9,7 +9,7 @@ import (
 // azstoreClient returns client options trusting caFile, for the tests' own
 // admin requests.
 func azstoreClient(caFile string) (azcore.ClientOptions, error) {
-	hc, err := azstore.NewHTTPClientWithCAFile(caFile)
+	hc, err := azstore.NewHTTPClient(caFile)
 	if err != nil {
 		return azcore.ClientOptions{}, err
 	}

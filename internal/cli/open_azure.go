@@ -16,9 +16,9 @@ import (
 // credential named by auth. Secrets are read through readSecret, so the
 // scrubber knows them before any request is made.
 func (inv *invocation) openAzureBlob(d config.Destination) (storage.Backend, error) {
-	hc, err := azstore.NewHTTPClientWithCAFile(d.CAFile)
+	hc, err := azstore.NewHTTPClient(d.CAFile)
 	if err != nil {
-		return nil, fmt.Errorf("ca_file: %w", err)
+		return nil, err
 	}
 	a := azstore.Auth{Mode: d.Auth, TenantID: d.TenantID, ClientID: d.ClientID, CertificateFile: d.ClientCertificateFile}
 	// AZURE_AUTHORITY_HOST names a sovereign or private Entra ID endpoint.

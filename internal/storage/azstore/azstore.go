@@ -91,7 +91,7 @@ func New(o Options) (*Store, error) {
 		account, _, _ = strings.Cut(u.Hostname(), ".")
 	}
 	if o.HTTPClient == nil {
-		o.HTTPClient = NewHTTPClient(nil)
+		o.HTTPClient = newHTTPClient(nil)
 	}
 	containerURL := u.String() + "/" + url.PathEscape(o.Container)
 	c, err := o.Credential.containerClient(containerURL, account, clientOptions(o.HTTPClient))

@@ -75,7 +75,7 @@ func NewCredential(a Auth, hc *http.Client) (*Credential, error) {
 		a.Mode = AuthDefault
 	}
 	if hc == nil {
-		hc = NewHTTPClient(nil)
+		hc = newHTTPClient(nil)
 	}
 	co := clientOptions(hc)
 	disableDiscovery := false
@@ -186,42 +186,18 @@ func knownAuthority(host string) bool {
 
 // NewHTTPClient returns the one HTTP client a destination uses for blob,
 // ARM and token requests: HTTP/1.1 and 2 keep-alive, TLS 1.2 or later,
-// trusting the system roots plus extraCAs (PEM) when given.
-func NewHTTPClient(extraCAs []byte) *http.Client {
-	hc, _ := newHTTPClient(extraCAs)
-	return hc
+// trusting the system roots plus the PEM file caFile ("" for none).
+func NewHTTPClient(caFile string) (*http.Client, error) {
+	pool, err := storage.RootCAs(caFile)
+	if err != nil {
+		return nil, err
+	}
+	return newHTTPClient(pool), nil
 }
 
-// NewHTTPClientWithCAFile is NewHTTPClient with the PEM file caFile added to
-// the system roots ("" for none).
-func NewHTTPClientWithCAFile(caFile string) (*http.Client, error) {
-	if caFile == "" {
-		return NewHTTPClient(nil), nil
-	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("reading ca_file: %v: %w", err, storage.ErrInvalid)
-	}
-	hc, err := newHTTPClient(pem)
-	if err != nil {
-		return nil, fmt.Errorf("ca_file %s: %v: %w", caFile, err, storage.ErrInvalid)
-	}
-	return hc, nil
-}
-
-func newHTTPClient(extraCAs []byte) (*http.Client, error) {
+func newHTTPClient(roots *x509.CertPool) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
 	tr.ResponseHeaderTimeout = time.Minute
-	if len(extraCAs) > 0 {
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(extraCAs) {
-			return nil, fmt.Errorf("no PEM certificate found")
-		}
-		tr.TLSClientConfig.RootCAs = pool
-	}
-	return &http.Client{Transport: tr}, nil
+	return &http.Client{Transport: tr}
 }

@@ -58,7 +58,7 @@ func countingClient(t *testing.T, caFile string) (*http.Client, *counter) {
 
 func countingClientB(t testing.TB, caFile string) (*http.Client, *counter) {
 	t.Helper()
-	hc, err := NewHTTPClientWithCAFile(caFile)
+	hc, err := NewHTTPClient(caFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func adminContainer(t *testing.T, srv *azurite.Server, name string) *container.C
 
 func adminContainerB(t testing.TB, srv *azurite.Server, name string) *container.Client {
 	t.Helper()
-	hc, err := NewHTTPClientWithCAFile(srv.CAFile)
+	hc, err := NewHTTPClient(srv.CAFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func open(t *testing.T, srv *azurite.Server, name string, a Auth, hc *http.Clien
 	t.Helper()
 	if hc == nil {
 		var err error
-		if hc, err = NewHTTPClientWithCAFile(srv.CAFile); err != nil {
+		if hc, err = NewHTTPClient(srv.CAFile); err != nil {
 			t.Fatal(err)
 		}
 	}

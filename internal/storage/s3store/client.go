@@ -3,12 +3,10 @@ package s3store
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -84,19 +82,9 @@ func New(ctx context.Context, o Options) (*Store, error) {
 // request to the wrong region is never followed elsewhere: it fails, and
 // its x-amz-bucket-region names the real one.
 func newHTTPClient(caFile string) (*awshttp.BuildableClient, error) {
-	var pool *x509.CertPool
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("%w: ca_file: %v", storage.ErrInvalid, err)
-		}
-		pool, err = x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%w: ca_file %s holds no PEM certificate: give the CA bundle of the endpoint", storage.ErrInvalid, caFile)
-		}
+	pool, err := storage.RootCAs(caFile)
+	if err != nil {
+		return nil, err
 	}
 	return awshttp.NewBuildableClient().
 		WithDialerOptions(func(d *net.Dialer) { d.Timeout = 10 * time.Second }).
