@@ -20,14 +20,13 @@ import (
 // bcryptprimitives.dll, which Wine 8 lacks and Go's runtime needs
 // (ProcessPrng), built from deploy/dev/wine/bcryptprimitives.c with mingw.
 type wine struct {
-	t       *testing.T
-	exe     string
-	prefix  string
-	env     []string
-	loader  string
-	drive   string // the prefix's C: drive on this host
-	vars    map[string]string
-	secrets []string
+	t      *testing.T
+	exe    string
+	prefix string
+	env    []string
+	loader string
+	drive  string // the prefix's C: drive on this host
+	vars   map[string]string
 }
 
 func newWine(t *testing.T) *wine {
@@ -108,11 +107,7 @@ func (w *wine) run(args ...string) result {
 		w.t.Fatal(err)
 	}
 	r := result{code: code, stdout: out.String(), stderr: errb.String()}
-	for _, s := range w.secrets {
-		if strings.Contains(r.stdout, s) || strings.Contains(r.stderr, s) {
-			w.t.Fatalf("a secret appeared in the output:\n%s\n%s", r.stdout, r.stderr)
-		}
-	}
+	(&env{t: w.t}).assertNoSecrets(r)
 	return r
 }
 
@@ -161,7 +156,6 @@ lock_file: 'C:\key escrow\run\keyescrow.lock'
 	w.vars["KEYESCROW_CONFIG"] = `C:\key escrow\keyescrow.yaml`
 	w.vars["KEYESCROW_SQLSERVER_DSN"] = srv.DSN(loginUser, loginPW, nil)
 	w.vars["KEYESCROW_BACKUP_PASSWORD"] = backupPW
-	w.secrets = []string{loginPW, backupPW, "L0gin%3BPa"}
 
 	t.Run("check", func(t *testing.T) {
 		r := w.run("check")
@@ -182,7 +176,7 @@ lock_file: 'C:\key escrow\run\keyescrow.lock'
 		}
 		rel := strings.ReplaceAll(strings.TrimPrefix(d.Location, `C:\`), `\`, "/")
 		data, err := os.ReadFile(filepath.Join(w.drive, rel))
-		if err != nil || sha(data) != rec.File.SHA256 || !bytes.Equal(data, srv.ServiceMasterKey()) && sha(data) == "" {
+		if err != nil || sha(data) != rec.File.SHA256 {
 			t.Fatalf("the copy on C: (%v) does not hash to the receipt's %s", err, rec.File.SHA256)
 		}
 		if ents, _ := os.ReadDir(keys); len(ents) != 0 {
