@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: build test demo deps tools-s3 tools-azurite vet fmt fuzz windows release-check clean
+.PHONY: build test demo bench deps tools-s3 tools-azurite vet fmt fuzz windows release-check clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o .tools/bin/keyescrow ./cmd/keyescrow
@@ -25,6 +25,13 @@ test: deps tools-s3 tools-azurite
 # prints the receipt and checks it.
 demo:
 	bash deploy/dev/demo.sh
+
+# The performance benchmark (README "Performance"), run by hand only: installs
+# hyperfine, awscli, rclone and GNU time when missing, starts versitygw and
+# MinIO over HTTPS, the TDS stand-in and a counting proxy, and prints one
+# table of keyescrow against the limit program, awscli and rclone.
+bench:
+	bash deploy/dev/bench.sh
 
 # Debian packages the suite uses (FreeTDS tsql, systemd-analyze, Wine and
 # mingw for the Windows build), installed only when missing; Go modules.

@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# The performance benchmark (README "Performance"): `make bench`. Run by
+# hand, never by `make test` or CI. On a fresh Debian machine it installs
+# what it needs, only when missing (hyperfine, awscli, rclone, GNU time,
+# curl, python3; versitygw and MinIO pinned via s3-servers.sh), starts
+# versitygw and MinIO over HTTPS with throw-away certificates, Object Lock
+# buckets, the TDS stand-in and a counting proxy per server, and measures side
+# by side, alternating, after warm-up (internal/perf/benchrun):
+#   limit                  internal/perf/limit: PutObject + HeadObject + GetObject, the least possible
+#   keyescrow archive      a 150-byte file, a new key each run, preflight included
+#   keyescrow archive ×3   three buckets at once
+#   keyescrow backup       the same through `BACKUP SERVICE MASTER KEY` on the stand-in
+#   awscli                 put-object + head-object + get-object + sha256sum, as a user would script it
+#   rclone copyto          what rclone does for one file
+#   keyescrow version      start-up cost
+# and the same on MinIO for limit and archive. Prints one markdown table.
+# Every server it starts is stopped by its PID. BENCH_ROUNDS (default 15)
+# and BENCH_WARMUP (default 2) change the number of runs.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+rounds=${BENCH_ROUNDS:-15}
+warmup=${BENCH_WARMUP:-2}
+
+missing=()
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "$1" ]; }
+have hyperfine || missing+=(hyperfine)
+have /usr/bin/aws || missing+=(awscli) # Debian's awscli 2, not one a Python environment may put first on PATH
+have rclone || missing+=(rclone)
+have /usr/bin/time || missing+=(time)
+have curl || missing+=(curl ca-certificates)
+have python3 || missing+=(python3)
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  echo "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+bash deploy/dev/s3-servers.sh install
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/keyescrow-bench.XXXXXX")
+bin=$work/bin
+mkdir -p "$bin"
+ldflags="-s -w -X main.version=$(git describe --tags --always --dirty 2>/dev/null || echo dev) -X main.commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)"
+echo "== building into $bin"
+go build -trimpath -ldflags "$ldflags" -o "$bin/keyescrow" ./cmd/keyescrow
+for p in ./cmd/mssql-standin ./internal/testsrv/s3srv/cmd/s3bucket ./internal/perf/limit ./internal/perf/countproxy ./internal/perf/benchrun; do
+  go build -trimpath -ldflags '-s -w' -o "$bin/$(basename "$p")" "$p"
+done
+
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do
+    kill "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+  bash deploy/dev/s3-servers.sh stop "$work/versitygw" || true
+  bash deploy/dev/s3-servers.sh stop "$work/minio" || true
+}
+trap cleanup EXIT INT TERM
+
+# No AWS_*/AZURE_* of the machine: every tool gets the servers' keys only,
+# and no shared config file.
+unset AWS_CA_BUNDLE AWS_PROFILE AWS_REGION AWS_DEFAULT_REGION AWS_SESSION_TOKEN AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+export AWS_CONFIG_FILE=$work/aws-config AWS_SHARED_CREDENTIALS_FILE=$work/aws-credentials RCLONE_CONFIG=$work/rclone.conf
+: >"$AWS_CONFIG_FILE"; : >"$AWS_SHARED_CREDENTIALS_FILE"; : >"$RCLONE_CONFIG"
+region=eu-central-1
+
+proxy() { # name dir → starts a counting proxy in front of the server in dir
+  local name=$1 dir=$2
+  "$bin/countproxy" -upstream "${3#https://}" -ca "$dir/certs/ca.pem" -cert "$dir/certs/cert.pem" -key "$dir/certs/key.pem" \
+    -port-file "$dir/proxy-port" -control-file "$dir/control-port" >"$dir/proxy.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 100); do [ -s "$dir/proxy-port" ] && [ -s "$dir/control-port" ] && break; sleep 0.05; done
+  [ -s "$dir/proxy-port" ] || { echo "countproxy for $name did not start"; cat "$dir/proxy.log"; exit 1; }
+}
+
+for kind in versitygw minio; do
+  bash deploy/dev/s3-servers.sh start "$kind" "$work/$kind" "$region"
+  dir=$work/$kind
+  ( set -a; . "$dir/credentials.env"; set +a
+    for b in bench bench2 bench3; do
+      "$bin/s3bucket" -endpoint "$(cat "$dir/endpoint")" -region "$region" -ca "$dir/certs/ca.pem" -bucket "$b" >/dev/null
+    done )
+  proxy "$kind" "$dir" "$(cat "$dir/endpoint")"
+done
+vgw=$work/versitygw
+mio=$work/minio
+vgw_ep=$(cat "$vgw/endpoint"); vgw_px="https://127.0.0.1:$(cat "$vgw/proxy-port")"
+mio_ep=$(cat "$mio/endpoint"); mio_px="https://127.0.0.1:$(cat "$mio/proxy-port")"
+# Both servers got their own random keys; the tools take them from the
+# environment, so each row names the server's credentials file.
+set -a; . "$vgw/credentials.env"; set +a
+vgw_id=$AWS_ACCESS_KEY_ID; vgw_secret=$AWS_SECRET_ACCESS_KEY
+set -a; . "$mio/credentials.env"; set +a
+mio_id=$AWS_ACCESS_KEY_ID; mio_secret=$AWS_SECRET_ACCESS_KEY
+
+echo "== starting the TDS stand-in"
+mkdir -m 700 "$work/keys"
+rand() { head -c 24 /dev/urandom | base64 | tr -d '/+=' | head -c 20; }
+login_pw="Lg-$(rand)9a"
+MSSQL_STANDIN_PASSWORD="$login_pw" "$bin/mssql-standin" --listen 127.0.0.1:0 --user keyescrow --server-name BENCHHOST --instance BENCH \
+  --port-file "$work/standin-port" >"$work/standin.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do [ -s "$work/standin-port" ] && break; sleep 0.05; done
+[ -s "$work/standin-port" ] || { echo "the stand-in did not start:"; cat "$work/standin.log"; exit 1; }
+export KEYESCROW_SQLSERVER_DSN="sqlserver://keyescrow:${login_pw}@127.0.0.1:$(cat "$work/standin-port")?encrypt=disable"
+export KEYESCROW_BACKUP_PASSWORD="Bk'$(rand)#1"
+
+head -c 150 /dev/urandom >"$work/smk.key"
+chmod 600 "$work/smk.key"
+sum_b64=$(openssl dgst -sha256 -binary "$work/smk.key" 2>/dev/null | base64 || python3 -c 'import base64,hashlib,sys; print(base64.b64encode(hashlib.sha256(open(sys.argv[1],"rb").read()).digest()).decode())' "$work/smk.key")
+until=$(date -u -d '+1 day' +%Y-%m-%dT%H:%M:%SZ)
+
+config() { # file endpoint ca buckets... → a keyescrow config with one s3 destination per bucket
+  local file=$1 ep=$2 ca=$3; shift 3
+  {
+    echo "backup:"
+    echo "  server_directory: $work/keys"
+    echo "home_region: eu-west-1"
+    echo "lock_file: $work/keyescrow.lock"
+    echo "destinations:"
+    for b in "$@"; do
+      echo "  - {name: $b, type: s3, bucket: $b, region: $region, endpoint: $ep, path_style: true, ca_file: $ca, retention: {mode: COMPLIANCE, days: 1}}"
+    done
+  } >"$file"
+}
+config "$work/v1.yaml" "$vgw_ep" "$vgw/certs/ca.pem" bench
+config "$work/v1p.yaml" "$vgw_px" "$vgw/certs/ca.pem" bench
+config "$work/v3.yaml" "$vgw_ep" "$vgw/certs/ca.pem" bench bench2 bench3
+config "$work/v3p.yaml" "$vgw_px" "$vgw/certs/ca.pem" bench bench2 bench3
+config "$work/m1.yaml" "$mio_ep" "$mio/certs/ca.pem" bench
+config "$work/m1p.yaml" "$mio_px" "$mio/certs/ca.pem" bench
+
+# awscli as a user would script the same three steps (awscli 2.9 has no
+# --if-none-match: its put-object is not create-only).
+cat >"$work/awscli.sh" <<'SH'
+#!/usr/bin/env bash
+set -euo pipefail
+ep=$1 ca=$2 bucket=$3 key=$4 file=$5 sum=$6 until=$7 out=$8
+aws=(/usr/bin/aws --endpoint-url "$ep" --ca-bundle "$ca" --region eu-central-1 s3api)
+v=$("${aws[@]}" put-object --bucket "$bucket" --key "$key" --body "$file" --checksum-sha256 "$sum" \
+  --object-lock-mode COMPLIANCE --object-lock-retain-until-date "$until" --query VersionId --output text)
+got=$("${aws[@]}" head-object --bucket "$bucket" --key "$key" --version-id "$v" --checksum-mode ENABLED --query ChecksumSHA256 --output text)
+[ "$got" = "$sum" ]
+"${aws[@]}" get-object --bucket "$bucket" --key "$key" --version-id "$v" "$out" >/dev/null
+[ "$(sha256sum <"$out")" = "$(sha256sum <"$file")" ]
+SH
+chmod +x "$work/awscli.sh"
+
+ke=$bin/keyescrow
+vgw_env=(env "AWS_ACCESS_KEY_ID=$vgw_id" "AWS_SECRET_ACCESS_KEY=$vgw_secret")
+mio_env=(env "AWS_ACCESS_KEY_ID=$mio_id" "AWS_SECRET_ACCESS_KEY=$mio_secret")
+rclone_env=(env RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=Other "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=$vgw_id"
+  "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=$vgw_secret" "RCLONE_CONFIG_BENCH_REGION=$region")
+
+python3 - "$work/plan.json" <<PY
+import json, sys
+work, bin = "$work", "$bin"
+vgw_env = json.loads('''$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1:]))' "${vgw_env[@]}")''')
+mio_env = json.loads('''$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1:]))' "${mio_env[@]}")''')
+rclone_env = json.loads('''$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1:]))' "${rclone_env[@]}")''')
+ke = "$ke"
+vgw_ca, mio_ca = "$vgw/certs/ca.pem", "$mio/certs/ca.pem"
+vgw_ep, vgw_px, mio_ep, mio_px = "$vgw_ep", "$vgw_px", "$mio_ep", "$mio_px"
+f, key_sum, until = work + "/smk.key", "$sum_b64", "$until"
+vgw_take = "http://127.0.0.1:$(cat "$vgw/control-port")/take"
+mio_take = "http://127.0.0.1:$(cat "$mio/control-port")/take"
+def limit(env, ep, ca): return env + [bin + "/limit", "-endpoint", ep, "-ca", ca, "-bucket", "bench", "-key", "limit/{n}.key", f]
+def archive(env, cfg): return env + [ke, "archive", "--config", cfg, "--host", "BENCHHOST", "--instance", "BENCH", f]
+def backup(env, cfg): return env + [ke, "backup", "--config", cfg]
+def awscli(ep): return vgw_env + [work + "/awscli.sh", ep, vgw_ca, "bench", "awscli/{n}.key", f, key_sum, until, work + "/awscli.out"]
+def rclone(ep): return rclone_env + ["rclone", "copyto", "--ca-cert", vgw_ca, "--s3-endpoint", ep, f, "bench:bench/rclone/{n}.key"]
+receipt = ["PUT receipt"]
+rows = [
+  dict(name="limit (versitygw)", argv=limit(vgw_env, vgw_ep, vgw_ca), count_argv=limit(vgw_env, vgw_px, vgw_ca)),
+  dict(name="keyescrow archive (versitygw)", argv=archive(vgw_env, work + "/v1.yaml"), count_argv=archive(vgw_env, work + "/v1p.yaml"), apart=receipt),
+  dict(name="keyescrow archive, 3 buckets (versitygw)", argv=archive(vgw_env, work + "/v3.yaml"), count_argv=archive(vgw_env, work + "/v3p.yaml"), apart=receipt, versus="keyescrow archive (versitygw)"),
+  dict(name="keyescrow backup, TDS stand-in (versitygw)", argv=backup(vgw_env, work + "/v1.yaml"), count_argv=backup(vgw_env, work + "/v1p.yaml"), apart=receipt, versus="keyescrow archive (versitygw)"),
+  dict(name="rclone copyto (versitygw)", argv=rclone(vgw_ep), count_argv=rclone(vgw_px)),
+  dict(name="awscli put+head+get (versitygw)", argv=awscli(vgw_ep), count_argv=awscli(vgw_px)),
+  dict(name="limit (MinIO)", argv=limit(mio_env, mio_ep, mio_ca), count_argv=limit(mio_env, mio_px, mio_ca), take=mio_take),
+  dict(name="keyescrow archive (MinIO)", argv=archive(mio_env, work + "/m1.yaml"), count_argv=archive(mio_env, work + "/m1p.yaml"), apart=receipt, take=mio_take, versus="limit (MinIO)"),
+  dict(name="keyescrow version", argv=[ke, "version"], versus="keyescrow version"),
+]
+json.dump(dict(warmup=int("$warmup"), rounds=int("$rounds"), take=vgw_take, rows=rows), open(sys.argv[1], "w"), indent=1)
+PY
+
+echo "== keyescrow version (hyperfine, no shell)"
+hyperfine -N --warmup 10 --runs 100 --export-json "$work/version.json" "$ke version" >/dev/null 2>&1 || true
+python3 - "$work/version.json" <<'PY' || true
+import json, sys
+r = json.load(open(sys.argv[1]))["results"][0]
+print(f"keyescrow version: median {r['median']*1000:.1f} ms, min {r['min']*1000:.1f} ms, max {r['max']*1000:.1f} ms over {len(r['times'])} runs")
+PY
+
+echo "== measuring: $warmup warm-up and $rounds alternating rounds, then one counted run of each through the proxy"
+echo "== machine: $(nproc) cores, $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+echo "== $(/usr/bin/aws --version 2>&1 | cut -d' ' -f1), $(rclone version 2>/dev/null | head -1), $("$bin/keyescrow" version), versitygw $(go version -m .tools/bin/versitygw | awk '$1=="mod"{print $3}')"
+"$bin/benchrun" <"$work/plan.json"
