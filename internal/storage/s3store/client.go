@@ -2,7 +2,6 @@ package s3store
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -25,7 +24,7 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	if o.Bucket == "" || o.Region == "" {
 		return nil, fmt.Errorf("%w: s3 needs a bucket and a region", storage.ErrInvalid)
 	}
-	httpClient, err := newHTTPClient(o.CAFile)
+	httpClient, err := newHTTPClient(o.CAFile, o.Endpoint)
 	if err != nil {
 		return nil, err
 	}
@@ -77,25 +76,19 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	return &Store{opts: o, client: client, log: log}, nil
 }
 
-// newHTTPClient trusts the system roots plus caFile (and AWS_CA_BUNDLE,
-// which the SDK adds to this client). An S3 301 carries no Location, so a
+// newHTTPClient trusts the system roots plus caFile (see tlsConfig; the SDK
+// adds AWS_CA_BUNDLE to this client). An S3 301 carries no Location, so a
 // request to the wrong region is never followed elsewhere: it fails, and
 // its x-amz-bucket-region names the real one.
-func newHTTPClient(caFile string) (*awshttp.BuildableClient, error) {
-	pool, err := storage.RootCAs(caFile)
+func newHTTPClient(caFile, endpoint string) (*awshttp.BuildableClient, error) {
+	tlsCfg, err := tlsConfig(caFile, endpoint)
 	if err != nil {
 		return nil, err
 	}
 	return awshttp.NewBuildableClient().
 		WithDialerOptions(func(d *net.Dialer) { d.Timeout = 10 * time.Second }).
 		WithTransportOptions(func(tr *http.Transport) {
-			if tr.TLSClientConfig == nil {
-				tr.TLSClientConfig = &tls.Config{}
-			}
-			tr.TLSClientConfig.MinVersion = tls.VersionTLS12
-			if pool != nil {
-				tr.TLSClientConfig.RootCAs = pool
-			}
+			tr.TLSClientConfig = tlsCfg // uncloned: see tlsConfig
 			tr.TLSHandshakeTimeout = 10 * time.Second
 			tr.ResponseHeaderTimeout = 2 * time.Minute
 		}), nil
