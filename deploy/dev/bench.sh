@@ -42,7 +42,8 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/keyescrow-bench.XXXXXX")
 bin=$work/bin
 mkdir -p "$bin"
 ldflags="-s -w -X main.version=$(git describe --tags --always --dirty 2>/dev/null || echo dev) -X main.commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)"
-echo "== building into $bin"
+echo "== building into $bin (static, as released: CGO_ENABLED=0)"
+export CGO_ENABLED=0
 go build -trimpath -ldflags "$ldflags" -o "$bin/keyescrow" ./cmd/keyescrow
 for p in ./cmd/mssql-standin ./internal/testsrv/s3srv/cmd/s3bucket ./internal/perf/limit ./internal/perf/countproxy ./internal/perf/benchrun; do
   go build -trimpath -ldflags '-s -w' -o "$bin/$(basename "$p")" "$p"
@@ -173,15 +174,16 @@ def backup(env, cfg): return env + [ke, "backup", "--config", cfg]
 def awscli(ep): return vgw_env + [work + "/awscli.sh", ep, vgw_ca, "bench", "awscli/{n}.key", f, key_sum, until, work + "/awscli.out"]
 def rclone(ep): return rclone_env + ["rclone", "copyto", "--ca-cert", vgw_ca, "--s3-endpoint", ep, f, "bench:bench/rclone/{n}.key"]
 receipt = ["PUT receipt"]
+vgw_pid, mio_pid = int("$(cat "$vgw/pid")"), int("$(cat "$mio/pid")")
 rows = [
-  dict(name="limit (versitygw)", argv=limit(vgw_env, vgw_ep, vgw_ca), count_argv=limit(vgw_env, vgw_px, vgw_ca)),
-  dict(name="keyescrow archive (versitygw)", argv=archive(vgw_env, work + "/v1.yaml"), count_argv=archive(vgw_env, work + "/v1p.yaml"), apart=receipt),
-  dict(name="keyescrow archive, 3 buckets (versitygw)", argv=archive(vgw_env, work + "/v3.yaml"), count_argv=archive(vgw_env, work + "/v3p.yaml"), apart=receipt, versus="keyescrow archive (versitygw)"),
-  dict(name="keyescrow backup, TDS stand-in (versitygw)", argv=backup(vgw_env, work + "/v1.yaml"), count_argv=backup(vgw_env, work + "/v1p.yaml"), apart=receipt, versus="keyescrow archive (versitygw)"),
-  dict(name="rclone copyto (versitygw)", argv=rclone(vgw_ep), count_argv=rclone(vgw_px)),
-  dict(name="awscli put+head+get (versitygw)", argv=awscli(vgw_ep), count_argv=awscli(vgw_px)),
-  dict(name="limit (MinIO)", argv=limit(mio_env, mio_ep, mio_ca), count_argv=limit(mio_env, mio_px, mio_ca), take=mio_take),
-  dict(name="keyescrow archive (MinIO)", argv=archive(mio_env, work + "/m1.yaml"), count_argv=archive(mio_env, work + "/m1p.yaml"), apart=receipt, take=mio_take, versus="limit (MinIO)"),
+  dict(name="limit (versitygw)", argv=limit(vgw_env, vgw_ep, vgw_ca), count_argv=limit(vgw_env, vgw_px, vgw_ca), server_pid=vgw_pid),
+  dict(name="keyescrow archive (versitygw)", argv=archive(vgw_env, work + "/v1.yaml"), count_argv=archive(vgw_env, work + "/v1p.yaml"), apart=receipt, server_pid=vgw_pid),
+  dict(name="keyescrow archive, 3 buckets (versitygw)", argv=archive(vgw_env, work + "/v3.yaml"), count_argv=archive(vgw_env, work + "/v3p.yaml"), apart=receipt, versus="keyescrow archive (versitygw)", server_pid=vgw_pid),
+  dict(name="keyescrow backup, TDS stand-in (versitygw)", argv=backup(vgw_env, work + "/v1.yaml"), count_argv=backup(vgw_env, work + "/v1p.yaml"), apart=receipt, versus="keyescrow archive (versitygw)", server_pid=vgw_pid),
+  dict(name="rclone copyto (versitygw)", argv=rclone(vgw_ep), count_argv=rclone(vgw_px), server_pid=vgw_pid),
+  dict(name="awscli put+head+get (versitygw)", argv=awscli(vgw_ep), count_argv=awscli(vgw_px), server_pid=vgw_pid),
+  dict(name="limit (MinIO)", argv=limit(mio_env, mio_ep, mio_ca), count_argv=limit(mio_env, mio_px, mio_ca), take=mio_take, server_pid=mio_pid),
+  dict(name="keyescrow archive (MinIO)", argv=archive(mio_env, work + "/m1.yaml"), count_argv=archive(mio_env, work + "/m1p.yaml"), apart=receipt, take=mio_take, versus="limit (MinIO)", server_pid=mio_pid),
   dict(name="keyescrow version", argv=[ke, "version"], versus="keyescrow version"),
 ]
 json.dump(dict(warmup=int("$warmup"), rounds=int("$rounds"), take=vgw_take, rows=rows), open(sys.argv[1], "w"), indent=1)

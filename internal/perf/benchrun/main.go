@@ -49,11 +49,14 @@ type Row struct {
 	Apart []string `json:"apart"`
 	// Take overrides Plan.Take for this row (another server's proxy).
 	Take string `json:"take"`
+	// ServerPID is the S3 server's process: its CPU during each run is
+	// reported too (it shares the machine's cores with the client).
+	ServerPID int `json:"server_pid"`
 }
 
 type sample struct {
-	wall, cpu time.Duration
-	rss       int64
+	wall, cpu, server time.Duration
+	rss               int64
 }
 
 type result struct {
@@ -81,10 +84,12 @@ func main() {
 	n := 0
 	runOne := func(r *result, keep bool) {
 		n++
+		before := procCPU(r.ServerPID)
 		s, err := run(expand(r.Argv, n), p.Env)
 		if err != nil {
 			fatal("%s: %v", r.Name, err)
 		}
+		s.server = procCPU(r.ServerPID) - before
 		if keep {
 			r.samples = append(r.samples, s)
 		}
@@ -153,6 +158,27 @@ func run(argv, env []string) (sample, error) {
 	return sample{wall: wall, cpu: cpu, rss: ru.Maxrss * 1024}, nil
 }
 
+// procCPU is the user+system CPU pid has used so far (0 for pid 0 or when
+// /proc cannot tell).
+func procCPU(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the ")" that ends the command name: state is field 3,
+	// utime 14 and stime 15, in clock ticks (100 per second on Linux).
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+st) * 10 * time.Millisecond
+}
+
 func take(url string) (*counts, error) {
 	out, err := exec.Command("curl", "-fsS", url).Output()
 	if err != nil {
@@ -178,6 +204,16 @@ func (r *result) wall() stat {
 	return r.pick(func(s sample) float64 { return s.wall.Seconds() * 1000 })
 }
 func (r *result) cpu() stat { return r.pick(func(s sample) float64 { return s.cpu.Seconds() * 1000 }) }
+
+// serverMean is the server's mean CPU per run: /proc counts in 10 ms
+// ticks, too coarse for a median.
+func (r *result) serverMean() float64 {
+	var sum time.Duration
+	for _, s := range r.samples {
+		sum += s.server
+	}
+	return sum.Seconds() * 1000 / float64(len(r.samples))
+}
 func (r *result) rss() stat {
 	return r.pick(func(s sample) float64 { return float64(s.rss) / (1 << 20) })
 }
@@ -195,8 +231,8 @@ func printTable(w io.Writer, res []*result) {
 	for _, r := range res {
 		byName[r.Name] = r
 	}
-	fmt.Fprintf(w, "| what | requests | TCP conns | wall ms, median (min–max) | wall × ref | CPU ms, median | CPU × ref | peak RSS MiB, median (max) | RSS × ref | ref |\n")
-	fmt.Fprintf(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	fmt.Fprintf(w, "| what | requests | TCP conns | wall ms, median (min–max) | wall × ref | CPU ms, median | CPU × ref | server CPU ms, mean | peak RSS MiB, median (max) | RSS × ref | ref |\n")
+	fmt.Fprintf(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range res {
 		ref := res[0]
 		if r.Versus != "" && byName[r.Versus] != nil {
@@ -213,8 +249,12 @@ func printTable(w io.Writer, res []*result) {
 		if ref == r {
 			refName = "—"
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %.1f (%.1f–%.1f) | %.2f | %.1f | %.2f | %.1f (%.1f) | %.2f | %s |\n",
-			r.Name, reqs, conns, wl.med, wl.min, wl.max, wl.med/rw.med, c.med, c.med/rc.med, m.med, m.max, m.med/rm.med, refName)
+		srv := "–"
+		if r.ServerPID != 0 {
+			srv = fmt.Sprintf("%.0f", r.serverMean())
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %.1f (%.1f–%.1f) | %.2f | %.1f | %.2f | %s | %.1f (%.1f) | %.2f | %s |\n",
+			r.Name, reqs, conns, wl.med, wl.min, wl.max, wl.med/rw.med, c.med, c.med/rc.med, srv, m.med, m.max, m.med/rm.med, refName)
 	}
 }
 
