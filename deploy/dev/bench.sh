@@ -45,7 +45,7 @@ ldflags="-s -w -X main.version=$(git describe --tags --always --dirty 2>/dev/nul
 echo "== building into $bin (static, as released: CGO_ENABLED=0)"
 export CGO_ENABLED=0
 go build -trimpath -ldflags "$ldflags" -o "$bin/keyescrow" ./cmd/keyescrow
-for p in ./cmd/mssql-standin ./internal/testsrv/s3srv/cmd/s3bucket ./internal/perf/limit ./internal/perf/countproxy ./internal/perf/benchrun; do
+for p in ./cmd/mssql-standin ./internal/testsrv/s3srv/cmd/s3bucket ./internal/perf/limit ./internal/perf/countproxy ./internal/perf/benchrun ./internal/perf/floor; do
   go build -trimpath -ldflags '-s -w' -o "$bin/$(basename "$p")" "$p"
 done
 
@@ -184,17 +184,18 @@ rows = [
   dict(name="awscli put+head+get (versitygw)", argv=awscli(vgw_ep), count_argv=awscli(vgw_px), server_pid=vgw_pid),
   dict(name="limit (MinIO)", argv=limit(mio_env, mio_ep, mio_ca), count_argv=limit(mio_env, mio_px, mio_ca), take=mio_take, server_pid=mio_pid),
   dict(name="keyescrow archive (MinIO)", argv=archive(mio_env, work + "/m1.yaml"), count_argv=archive(mio_env, work + "/m1p.yaml"), apart=receipt, take=mio_take, versus="limit (MinIO)", server_pid=mio_pid),
-  dict(name="keyescrow version", argv=[ke, "version"], versus="keyescrow version"),
+  dict(name="Go floor: print a line", argv=[bin + "/floor"], versus="Go floor: print a line"),
+  dict(name="keyescrow version", argv=[ke, "version"], versus="Go floor: print a line"),
 ]
 json.dump(dict(warmup=int("$warmup"), rounds=int("$rounds"), take=vgw_take, rows=rows), open(sys.argv[1], "w"), indent=1)
 PY
 
-echo "== keyescrow version (hyperfine, no shell)"
-hyperfine -N --warmup 10 --runs 100 --export-json "$work/version.json" "$ke version" >/dev/null 2>&1 || true
+echo "== start-up: keyescrow version against a Go program that only prints a line (hyperfine, no shell)"
+hyperfine -N --warmup 10 --runs 100 --export-json "$work/version.json" "$ke version" "$bin/floor" >/dev/null 2>&1 || true
 python3 - "$work/version.json" <<'PY' || true
 import json, sys
-r = json.load(open(sys.argv[1]))["results"][0]
-print(f"keyescrow version: median {r['median']*1000:.1f} ms, min {r['min']*1000:.1f} ms, max {r['max']*1000:.1f} ms over {len(r['times'])} runs")
+for r in json.load(open(sys.argv[1]))["results"]:
+    print(f"{r['command'].split('/')[-1]}: median {r['median']*1000:.1f} ms, min {r['min']*1000:.1f} ms, max {r['max']*1000:.1f} ms, user {r['user']*1000:.1f} ms, system {r['system']*1000:.1f} ms over {len(r['times'])} runs")
 PY
 
 echo "== measuring: $warmup warm-up and $rounds alternating rounds, then one counted run of each through the proxy"
