@@ -190,7 +190,8 @@ func (e *env) assertNoSecrets(r result) {
 }
 
 // receipt is the contract of DESIGN.md ("Receipt") plus the README's
-// extensions (exit_code, error, destinations[].checks, server_file).
+// extensions (exit_code, error, destinations[].checks, server_file,
+// restore).
 // parseReceipt refuses any other field, so a field added without updating
 // the contract fails the black-box tests.
 type receipt struct {
@@ -245,6 +246,13 @@ type receipt struct {
 		Removed bool   `json:"removed"`
 		Remove  string `json:"remove"`
 	} `json:"server_file"`
+	Restore *struct {
+		Out     string `json:"out"`
+		Applied bool   `json:"applied"`
+		Server  string `json:"server"`
+		Force   bool   `json:"force"`
+		Drill   bool   `json:"drill"`
+	} `json:"restore"`
 	Error *struct {
 		Code    int    `json:"code"`
 		Message string `json:"message"`

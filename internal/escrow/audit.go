@@ -3,6 +3,7 @@ package escrow
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -342,6 +343,11 @@ func (r *Runner) checkCopy(ctx context.Context, d Destination, c Copy, now time.
 	sum := sha256.Sum256(data)
 	if got := hex.EncodeToString(sum[:]); int64(len(data)) != rec.File.Bytes || got != cc.Checksum.Local {
 		return failWith(verifyError(t, fmt.Sprintf("%s version %q: the bytes read back (%d, SHA-256 %s) differ from its receipt's and the service's checksum %s: the stored copy is corrupted", c.Location, c.VersionID, len(data), got, cc.Checksum.Local)))
+	}
+	if st.MD5 != nil {
+		if m := md5.Sum(data); !bytes.Equal(st.MD5, m[:]) {
+			return failWith(verifyError(t, fmt.Sprintf("%s version %q: the bytes read back differ from the service's stored MD5: the stored copy is corrupted", c.Location, c.VersionID)))
+		}
 	}
 	cc.Checksum.Match = true
 	cc.Status = receipt.DestVerified
