@@ -157,7 +157,7 @@ func (c *Client) RestoreServiceMasterKey(ctx context.Context, serverPath string,
 	}
 	if !control.Valid || control.Int64 != 1 {
 		return exitcode.Wrap(exitcode.SQLServer, &Error{Step: stepRestore,
-			Message: "the login does not hold CONTROL SERVER, which RESTORE SERVICE MASTER KEY needs (nothing was sent)",
+			Message: "the login does not hold CONTROL SERVER (the RESTORE statement was not sent)",
 			Hint:    restoreHint(ErrNumPermission)})
 	}
 	_, err := c.conn.ExecContext(ctx, RestoreServiceMasterKeyStatement(serverPath, password, force))
