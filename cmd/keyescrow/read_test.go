@@ -1,4 +1,4 @@
-package main
+package main_test
 
 import (
 	"bytes"
@@ -234,9 +234,9 @@ func readScenario(t *testing.T, w readWorld) {
 	}
 
 	// Stale: no proven copy younger than max_age.
-	r = e.run("verify", "--config", e.cfgPath, "--host", host, "--set", "max_age=1s")
+	r = e.run("verify", "--config", e.cfgPath, "--host", host, "--set", "max_age=1ms")
 	if r.code != 8 || !strings.Contains(r.stdout, "stale") || !strings.Contains(r.stderr, "max_age") {
-		t.Errorf("verify with max_age 1s: exit %d, want 8\n%s\n%s", r.code, r.stdout, r.stderr)
+		t.Errorf("verify with max_age 1ms: exit %d, want 8\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 	if prom, _ := os.ReadFile(metricsFile); !strings.Contains(string(prom), `keyescrow_last_run_exit_code{command="verify"} 8`) {
 		t.Errorf("metrics after the stale run:\n%s", prom)
@@ -336,7 +336,9 @@ func TestReadCommandsOnS3(t *testing.T) {
 				// guarded by a bitrot hash, and refuses to serve it when
 				// changed there; a copy altered on the way back (the
 				// proxy) stands for a service that returns wrong bytes.
-				w.corrupt = func(t *testing.T, _ []byte, _, _ string) { e.proxy.TamperGet(1000) }
+				w.corrupt = func(t *testing.T, _ []byte, location, _ string) {
+					e.proxy.TamperKey(e.bucket, strings.TrimPrefix(location, "s3://"+e.bucket+"/"))
+				}
 			}
 			readScenario(t, w)
 		})
