@@ -331,7 +331,7 @@ func (r *Runner) checkCopy(ctx context.Context, d Destination, c Copy, now time.
 	case st.SHA256 == nil:
 		return failWith(verifyError(t, fmt.Sprintf("%s: the service reports no SHA-256 for version %q", c.Location, c.VersionID)))
 	case cc.Checksum.Remote != cc.Checksum.Local:
-		return failWith(verifyError(t, fmt.Sprintf("%s version %q: the service's SHA-256 %s differs from the %s its receipt records", c.Location, c.VersionID, cc.Checksum.Remote, cc.Checksum.Local)))
+		return failWith(verifyError(t, fmt.Sprintf("%s version %q: the service's SHA-256 %s differs from the %s its receipt records: the stored copy is corrupted or was replaced", c.Location, c.VersionID, cc.Checksum.Remote, cc.Checksum.Local)))
 	case st.Size != rec.File.Bytes:
 		return failWith(verifyError(t, fmt.Sprintf("%s version %q has %d bytes, its receipt records %d", c.Location, c.VersionID, st.Size, rec.File.Bytes)))
 	}
