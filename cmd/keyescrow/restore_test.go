@@ -115,7 +115,10 @@ func TestDrillRestoresIntoTheScratchServerOnly(t *testing.T) {
 	}
 	scratch := newStandin(t, mssqltest.Config{ServerName: "SCRATCH01"})
 	e.vars["KEYESCROW_DRILL_DSN"] = scratch.DSN(loginUser, loginPW, nil)
-	drill := func() result { t.Helper(); return e.run("drill", "--config", e.cfgPath, "--json", "--host", "SQLHOST01") }
+	drill := func() result {
+		t.Helper()
+		return e.run("drill", "--config", e.cfgPath, "--json", "--host", "SQLHOST01")
+	}
 
 	r = drill()
 	if r.code != 0 {
