@@ -141,6 +141,14 @@ func (w *walker) object(o storage.Object) error {
 		if o.DeleteMarker || (!first && w.receipts[copyKey] != "") {
 			return nil
 		}
+		if w.keep > 0 && !slices.ContainsFunc(w.cur.Copies, func(c Copy) bool { return c.Key == copyKey }) {
+			// Its copy is not among the newest kept: forget it, so a
+			// bounded walk holds a bounded map.
+			if o.LastModified.After(w.cur.NewestReceipt) {
+				w.cur.NewestReceipt, w.cur.NewestReceiptKey = o.LastModified, copyKey
+			}
+			return nil
+		}
 		w.receipts[copyKey] = cmp.Or(o.VersionID, "\x00") // "\x00": unversioned
 		if o.LastModified.After(w.cur.NewestReceipt) {
 			w.cur.NewestReceipt, w.cur.NewestReceiptKey = o.LastModified, copyKey

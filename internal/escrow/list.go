@@ -85,25 +85,29 @@ func (e errEmit) Error() string { return e.err.Error() }
 // they record; a receipt that cannot be read leaves a note on its copy.
 func (r *Runner) readReceipts(ctx context.Context, d Destination, copies []Copy) {
 	now := r.Clock()
-	sem := make(chan struct{}, receiptReaders)
+	next := make(chan *Copy)
 	var wg sync.WaitGroup
+	for range min(receiptReaders, len(copies)) {
+		wg.Go(func() {
+			for c := range next {
+				rec, err := loadReceipt(ctx, d.Backend, *c)
+				if err != nil {
+					c.Note = "its receipt cannot be read: " + err.Error()
+					continue
+				}
+				applyReceipt(c, rec, now)
+			}
+		})
+	}
 	for i := range copies {
 		c := &copies[i]
 		if !c.Receipt {
 			c.Note = "no receipt is stored beside this copy: the run that wrote it did not finish proving it"
 			continue
 		}
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			rec, err := loadReceipt(ctx, d.Backend, *c)
-			if err != nil {
-				c.Note = "its receipt cannot be read: " + err.Error()
-				return
-			}
-			applyReceipt(c, rec, now)
-		})
+		next <- c
 	}
+	close(next)
 	wg.Wait()
 }
 
