@@ -61,6 +61,7 @@ fmt:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzBackupStatementRoundTrip$$' -fuzztime 20s ./internal/sqlserver/
 	$(GO) test -run '^$$' -fuzz '^FuzzRemoteStatementsRoundTrip$$' -fuzztime 20s ./internal/sqlserver/
+	$(GO) test -run '^$$' -fuzz '^FuzzRestoreStatementRoundTrip$$' -fuzztime 20s ./internal/sqlserver/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseBackupServiceMasterKey$$' -fuzztime 20s ./internal/mssqltest/
 
 windows:

@@ -190,7 +190,8 @@ func (e *env) assertNoSecrets(r result) {
 }
 
 // receipt is the contract of DESIGN.md ("Receipt") plus the README's
-// extensions (exit_code, error, destinations[].checks, server_file).
+// extensions (exit_code, error, destinations[].checks, server_file,
+// restore).
 // parseReceipt refuses any other field, so a field added without updating
 // the contract fails the black-box tests.
 type receipt struct {
@@ -245,6 +246,13 @@ type receipt struct {
 		Removed bool   `json:"removed"`
 		Remove  string `json:"remove"`
 	} `json:"server_file"`
+	Restore *struct {
+		Out     string `json:"out"`
+		Applied bool   `json:"applied"`
+		Server  string `json:"server"`
+		Force   bool   `json:"force"`
+		Drill   bool   `json:"drill"`
+	} `json:"restore"`
 	Error *struct {
 		Code    int    `json:"code"`
 		Message string `json:"message"`
@@ -566,7 +574,17 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{[]string{}, 2, "no command given"},
 		{[]string{"bakup"}, 2, `unknown command "bakup"`},
-		{[]string{"list"}, 2, "not available in this version"},
+		{[]string{"list", "--config", e.cfgPath, "extra"}, 2, "list takes no arguments"},
+		{[]string{"list", "--config", e.cfgPath, "--limit", "-1"}, 2, "--limit -1"},
+		{[]string{"list", "--config", e.cfgPath, "--destination", "nope"}, 2, `--destination "nope" is not configured: use one of usb`},
+		{[]string{"verify", "--config", e.cfgPath, "--all-hosts", "--host", "h"}, 2, "pass one of them"},
+		{[]string{"verify", "--config", e.cfgPath, "--set", "verify.copies=0"}, 2, "verify.copies"},
+		{[]string{"restore", "--config", e.cfgPath, "--host", "h"}, 2, "--out FILE"},
+		{[]string{"restore", "--config", e.cfgPath, "--host", "h", "--at", "yesterday", "--out", "x"}, 2, `--at "yesterday" is not a time`},
+		{[]string{"restore", "--config", e.cfgPath, "--host", "h", "--out", "x", "--force"}, 2, "--force only applies to --apply"},
+		{[]string{"restore", "--config", e.cfgPath, "--host", "h", "--apply", "--set", "backup.remote=true"}, 2, "backup.remote"},
+		{[]string{"restore", "--config", e.cfgPath, "--host", "nohost", "--out", "x"}, 2, "no copy of host nohost"},
+		{[]string{"drill", "--config", e.cfgPath, "--host", "h"}, 2, "KEYESCROW_DRILL_DSN"},
 		{[]string{"archive", "--config", e.cfgPath}, 2, "exactly one key file"},
 		{[]string{"backup", "--log-format", "xml"}, 2, "use text or json"},
 		{[]string{"help"}, 0, ""},

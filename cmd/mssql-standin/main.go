@@ -26,6 +26,16 @@ func main() {
 	sysadmin := flag.Bool("sysadmin", false, "login is a member of sysadmin (may run xp_delete_files)")
 	denyBulk := flag.Bool("deny-bulk", false, "DENY ADMINISTER BULK OPERATIONS to the login (OPENROWSET(BULK …) fails with Msg 4834)")
 	linuxBulk := flag.Bool("bulk-requires-sysadmin", false, "only sysadmin may run OPENROWSET(BULK …), as on SQL Server on Linux before 2022 CU24")
+	var broken []mssqltest.Undecryptable
+	flag.Func("undecryptable-credential", "a credential under the current service master key that no longer decrypts: RESTORE SERVICE MASTER KEY fails with Msg 15320 unless FORCE (repeatable)", func(name string) error {
+		broken = append(broken, mssqltest.Undecryptable{Kind: mssqltest.SecretCredential, Name: name})
+		return nil
+	})
+	flag.Func("undecryptable-linked-login", "a linked server login whose password no longer decrypts: RESTORE SERVICE MASTER KEY fails with Msg 15393 unless FORCE (repeatable)", func(name string) error {
+		broken = append(broken, mssqltest.Undecryptable{Kind: mssqltest.SecretLinkedLogin, Name: name})
+		return nil
+	})
+	smkBroken := flag.Bool("smk-undecryptable", false, "the current service master key itself no longer decrypts: RESTORE SERVICE MASTER KEY fails with Msg 15329 unless FORCE")
 	portFile := flag.String("port-file", "", "write the port number to this file")
 	verbose := flag.Bool("v", false, "debug log to stderr")
 	flag.Parse()
@@ -45,12 +55,16 @@ func main() {
 	if !ok {
 		log.Fatalf("--encrypt %q: want off, required, not-supported or strict", *encrypt)
 	}
+	if *smkBroken {
+		broken = append([]mssqltest.Undecryptable{{Kind: mssqltest.SecretServiceMasterKey}}, broken...)
+	}
 	cfg := mssqltest.Config{
 		Logins:               []mssqltest.Login{{User: *user, Password: password, ControlServer: !*noControl, Sysadmin: *sysadmin, DenyBulk: *denyBulk}},
 		ServerName:           *serverName,
 		InstanceName:         *instance,
 		Encryption:           mode,
 		BulkRequiresSysadmin: *linuxBulk,
+		Undecryptable:        broken,
 	}
 	if *verbose {
 		cfg.Logf = log.Printf

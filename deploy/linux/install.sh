@@ -126,7 +126,7 @@ fi
 run install -d -m 0750 "$root/var/log/keyescrow"
 own "$user:$user" "$root/var/log/keyescrow"
 
-for u in keyescrow-backup.service keyescrow-backup.timer; do
+for u in keyescrow-backup.service keyescrow-backup.timer keyescrow-verify.service keyescrow-verify.timer; do
 	src=$here/$u
 	if [ "$key_dir" != /var/opt/mssql/keyescrow ]; then
 		tmp=$(mktemp)
@@ -139,7 +139,7 @@ newfile 0644 root:root "$here/keyescrow.cron" /etc/cron.d/keyescrow.disabled
 
 if [ "$enable" = 1 ]; then
 	run systemctl daemon-reload
-	run systemctl enable --now keyescrow-backup.timer
+	run systemctl enable --now keyescrow-backup.timer keyescrow-verify.timer
 fi
 
 cat <<DONE

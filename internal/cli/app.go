@@ -52,17 +52,11 @@ func (a *App) commands() []command {
 		{name: "archive", summary: "archive an existing key file to every destination", usage: "keyescrow archive [--host NAME] [--instance NAME] FILE", run: a.runArchive},
 		{name: "check", summary: "preflight only: SQL Server and every destination, writing nothing", usage: "keyescrow check [flags]", run: a.runCheck},
 		{name: "version", summary: "print version, commit and Go version", usage: "keyescrow version", run: a.runVersion},
-		{name: "list", summary: "list archived copies (not in this version yet)", run: notYet},
-		{name: "verify", summary: "audit archived copies (not in this version yet)", run: notYet},
-		{name: "restore", summary: "fetch and verify a copy (not in this version yet)", run: notYet},
-		{name: "drill", summary: "restore drill into a scratch server (not in this version yet)", run: notYet},
+		{name: "list", summary: "list the archived copies at each destination, newest first", usage: "keyescrow list [--destination NAME] [--host NAME] [--instance NAME] [--limit N] [--json]", run: a.runList},
+		{name: "verify", summary: "audit the archive: newest copy younger than max_age, newest copies re-hashed, locks in force", usage: "keyescrow verify [--destination NAME] [--host NAME | --all-hosts] [--instance NAME] [--copies N]", run: a.runVerify},
+		{name: "restore", summary: "fetch a copy, verify it, write it owner-only; with --apply restore it into SQL Server", usage: "keyescrow restore [--host NAME] [--instance NAME] [--destination NAME] [--version-id ID | --at TIME] [--out FILE] [--apply [--force --confirm-force SERVERNAME]]", run: a.runRestore},
+		{name: "drill", summary: "restore drill: the newest copy into the scratch SQL Server of the drill section", usage: "keyescrow drill [--host NAME] [--instance NAME] [--destination NAME]", run: a.runDrill},
 	}
-}
-
-func notYet(_ context.Context, inv *invocation) error {
-	err := exitcode.Wrap(exitcode.Usage, fmt.Errorf("keyescrow %s is not available in this version %s: it arrives with restore support; see the README", inv.cmd.name, inv.app.Build.Version))
-	inv.logFailure("command not available", err)
-	return err
 }
 
 // Run parses args (without the program name) and runs the command.

@@ -25,8 +25,20 @@ type invocation struct {
 	logFormat  string
 	sets       []string // --set KEY=VALUE, in order
 
-	instance string // archive --instance
-	host     string // archive --host
+	instance string // archive, list, verify, restore, drill --instance
+	host     string // archive, list, verify, restore, drill --host
+
+	destination  string // list, verify, restore, drill --destination
+	allHosts     bool   // verify --all-hosts
+	copies       int    // verify --copies (0 = verify.copies)
+	limit        int    // list --limit
+	noReceipts   bool   // list --no-receipts
+	versionID    string // restore --version-id
+	at           string // restore --at
+	out          string // restore --out
+	apply        bool   // restore --apply
+	force        bool   // restore --force
+	confirmForce string // restore --confirm-force
 
 	metricsFile string // from the loaded configuration
 
@@ -49,9 +61,35 @@ func (inv *invocation) flagSet(name string) *flag.FlagSet {
 	fs.StringVar(&inv.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&inv.logFormat, "log-format", "text", "log format on stderr: text or json")
 	fs.Var(multiFlag{&inv.sets}, "set", "override a configuration key: --set backup.keep_local=true (repeatable; secrets are refused)")
-	if name == "archive" {
+	switch name {
+	case "archive":
 		fs.StringVar(&inv.instance, "instance", "unknown", "SQL Server instance the key file belongs to (for the archive's name and receipt)")
 		fs.StringVar(&inv.host, "host", "", "host the key file belongs to (default: this host's name)")
+	case "list":
+		fs.StringVar(&inv.host, "host", "", "only this host's copies (default: every host)")
+		fs.StringVar(&inv.instance, "instance", "", "only this instance's copies (default: every instance)")
+	case "verify", "restore", "drill":
+		fs.StringVar(&inv.host, "host", "", "the host whose copies to use, as the receipts name it (default: this host's name)")
+		fs.StringVar(&inv.instance, "instance", "", "the SQL Server instance (default: every instance of the host; restore and drill need it when the host has several)")
+	}
+	switch name {
+	case "list", "verify", "restore", "drill":
+		fs.StringVar(&inv.destination, "destination", "", "use only this destination (by name); default: every destination (restore, drill: the first whose copy verifies)")
+	}
+	switch name {
+	case "list":
+		fs.IntVar(&inv.limit, "limit", 0, "show at most this many of the newest copies per host and instance (0 = all)")
+		fs.BoolVar(&inv.noReceipts, "no-receipts", false, "do not read the receipts (one request per copy): the SHA-256 and retention columns stay empty")
+	case "verify":
+		fs.BoolVar(&inv.allHosts, "all-hosts", false, "fleet mode: every host and instance under each destination's prefix, with the age of its newest proven copy (nothing is downloaded)")
+		fs.IntVar(&inv.copies, "copies", 0, "how many of the newest copies to read back and re-hash (default: verify.copies, 3)")
+	case "restore":
+		fs.StringVar(&inv.versionID, "version-id", "", "restore this version (keyescrow list shows the ids)")
+		fs.StringVar(&inv.at, "at", "", "restore the newest copy stored at or before this time (RFC 3339, e.g. 2026-11-01T00:00:00Z, or a date 2026-11-01 meaning its end)")
+		fs.StringVar(&inv.out, "out", "", "write the verified copy to this new file (create-only, owner-only)")
+		fs.BoolVar(&inv.apply, "apply", false, "run RESTORE SERVICE MASTER KEY with the verified copy on the configured SQL Server")
+		fs.BoolVar(&inv.force, "force", false, "with --apply: RESTORE … FORCE (loses the secrets the restored key cannot decrypt; needs --confirm-force)")
+		fs.StringVar(&inv.confirmForce, "confirm-force", "", "with --apply --force: the SQL Server's name (@@SERVERNAME), typed to confirm the data loss")
 	}
 	return fs
 }
@@ -100,7 +138,8 @@ func (a *App) parse(args []string) (*invocation, error) {
 }
 
 // valueFlags are the global flags that take a separate value.
-var valueFlags = map[string]bool{"config": true, "log-level": true, "log-format": true, "set": true, "instance": true, "host": true}
+var valueFlags = map[string]bool{"config": true, "log-level": true, "log-format": true, "set": true, "instance": true, "host": true,
+	"destination": true, "copies": true, "limit": true, "version-id": true, "at": true, "out": true, "confirm-force": true}
 
 // splitCommand returns the first argument that is neither a flag nor a
 // flag's value, and the arguments without it.

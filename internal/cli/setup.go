@@ -71,6 +71,13 @@ func (inv *invocation) readDSN(cfg *config.Config) (secret.Value, error) {
 	if err != nil {
 		return dsn, err
 	}
+	inv.scrubDSN(dsn)
+	return dsn, nil
+}
+
+// scrubDSN registers the password inside a DSN (URL user info, a password
+// query parameter, or an ADO "Password=" part) with the scrubber.
+func (inv *invocation) scrubDSN(dsn secret.Value) {
 	if u, err := url.Parse(dsn.Reveal()); err == nil {
 		if pw, ok := u.User.Password(); ok {
 			inv.scrub.Add(secret.New(pw))
@@ -84,7 +91,6 @@ func (inv *invocation) readDSN(cfg *config.Config) (secret.Value, error) {
 			inv.scrub.Add(secret.New(strings.TrimSpace(v)))
 		}
 	}
-	return dsn, nil
 }
 
 // readPassword reads the backup password and refuses one SQL Server would

@@ -15,6 +15,7 @@ package config
 const (
 	DefaultPasswordEnv = "KEYESCROW_BACKUP_PASSWORD"
 	DefaultDSNEnv      = "KEYESCROW_SQLSERVER_DSN"
+	DefaultDrillDSNEnv = "KEYESCROW_DRILL_DSN"
 	// ConfigEnv names the config file when --config is not given.
 	ConfigEnv = "KEYESCROW_CONFIG"
 )
@@ -27,7 +28,9 @@ type Config struct {
 	Destinations []Destination `yaml:"destinations"`
 	Waive        []string      `yaml:"waive"` // allowed: "region", "versioning", "immutability"
 	MetricsFile  string        `yaml:"metrics_file"`
-	MaxAge       Duration      `yaml:"max_age"`   // default 8d
+	MaxAge       Duration      `yaml:"max_age"` // default 8d
+	Verify       Verify        `yaml:"verify"`
+	Drill        Drill         `yaml:"drill"`
 	LockFile     string        `yaml:"lock_file"` // "" → default chosen by the caller
 	Source       string        `yaml:"-"`         // the file path it came from, "" when none
 
@@ -59,6 +62,29 @@ type Backup struct {
 	// OPERATIONS) and asks the server to remove it afterwards.
 	// LocalDirectory must then be empty.
 	Remote bool `yaml:"remote"`
+}
+
+// Verify configures `keyescrow verify`.
+type Verify struct {
+	// Copies is how many of the newest copies per host and instance are
+	// downloaded and re-hashed at each destination (default 3).
+	Copies int `yaml:"copies"`
+}
+
+// Drill configures `keyescrow drill`: the scratch SQL Server the newest
+// copy is restored into. It must never be the production server of the
+// sqlserver section. With neither DSNEnv nor DSNFile set, the DSN comes
+// from DefaultDrillDSNEnv.
+type Drill struct {
+	DSNEnv  string `yaml:"dsn_env"`
+	DSNFile string `yaml:"dsn_file"`
+	// ServerDirectory is where the scratch server reads the key file from,
+	// as it sees the path (default: backup.server_directory).
+	ServerDirectory string `yaml:"server_directory"`
+	// LocalDirectory is the same folder as this host sees it, when
+	// different (default: backup.local_directory when ServerDirectory is
+	// not set either).
+	LocalDirectory string `yaml:"local_directory"`
 }
 
 // Destination is one place the key file is archived to. The "for" tag lists
@@ -129,7 +155,7 @@ const (
 
 // Default returns the configuration before any file or environment.
 func Default() *Config {
-	return &Config{MaxAge: Duration(8 * day)}
+	return &Config{MaxAge: Duration(8 * day), Verify: Verify{Copies: 3}}
 }
 
 // Waived reports whether check is listed in waive.

@@ -46,6 +46,25 @@ func (c *Config) DSNSource() SecretSource {
 	return s
 }
 
+// DrillDSNSource returns where the scratch SQL Server's DSN for `drill`
+// comes from (DefaultDrillDSNEnv when neither key is set).
+func (c *Config) DrillDSNSource() SecretSource {
+	s := SecretSource{Key: "drill.dsn", Env: c.Drill.DSNEnv, File: c.Drill.DSNFile}
+	if s.Env == "" && s.File == "" {
+		s.Env = DefaultDrillDSNEnv
+	}
+	return s
+}
+
+// DrillDirectories returns the folder the scratch server reads the key file
+// from (as it sees it) and the same folder as this host sees it.
+func (c *Config) DrillDirectories() (server, local string) {
+	if c.Drill.ServerDirectory != "" {
+		return c.Drill.ServerDirectory, c.Drill.LocalDirectory
+	}
+	return c.Backup.ServerDirectory, c.Backup.LocalDirectory
+}
+
 // AccountKeySource returns where an azureblob shared key comes from.
 func (d Destination) AccountKeySource() SecretSource {
 	return SecretSource{Key: d.key("account_key"), Env: d.AccountKeyEnv, File: d.AccountKeyFile}

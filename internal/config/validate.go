@@ -39,7 +39,12 @@ func (c *Config) ValidateFor(command string) error {
 			p.missing("backup.server_directory", "is required for backup",
 				"set it to the folder SQL Server writes the key file to, as the server sees it")
 		}
-	case "archive", "check", "list", "verify", "restore", "drill":
+	case "drill":
+		if dir, _ := c.DrillDirectories(); dir == "" {
+			p.missing("drill.server_directory", "is required for drill (or backup.server_directory)",
+				"set it to the folder the scratch SQL Server reads the key file from, as it sees the path")
+		}
+	case "archive", "check", "list", "verify", "restore":
 	default:
 		p.add("", fmt.Sprintf("ValidateFor: unknown command %q", command), "")
 	}
@@ -107,6 +112,24 @@ func (c *Config) validateTop(p *problems) {
 	checkAbs(p, "lock_file", c.LockFile)
 	if c.MaxAge <= 0 {
 		p.add("max_age", "must be positive", "set it to e.g. 8d")
+	}
+	if c.Verify.Copies < 1 || c.Verify.Copies > 1000 {
+		p.add("verify.copies", fmt.Sprintf("%d is not between 1 and 1000", c.Verify.Copies),
+			"set it to how many of the newest copies verify re-reads, e.g. 3")
+	}
+	d := c.Drill
+	if d.DSNEnv != "" && d.DSNFile != "" {
+		p.add("drill.dsn_file", "both drill.dsn_env and drill.dsn_file are set", "keep one of them")
+	}
+	checkEnvName(p, "drill.dsn_env", d.DSNEnv)
+	if d.ServerDirectory != "" && !serverPath(d.ServerDirectory) {
+		p.add("drill.server_directory", "must be an absolute path as the scratch SQL Server sees it",
+			`use e.g. /var/opt/mssql/keyescrow-drill or C:\keyescrow-drill`)
+	}
+	checkAbs(p, "drill.local_directory", d.LocalDirectory)
+	if d.LocalDirectory != "" && d.ServerDirectory == "" {
+		p.add("drill.local_directory", "is set without drill.server_directory",
+			"set drill.server_directory to the same folder as the scratch server sees it")
 	}
 	allowed := []string{WaiveRegion, WaiveVersioning, WaiveImmutability}
 	for i, w := range c.Waive {

@@ -35,7 +35,7 @@ func unitCopies(t *testing.T) (dir string, units []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, u := range []string{"keyescrow-backup.service", "keyescrow-backup.timer"} {
+	for _, u := range []string{"keyescrow-backup.service", "keyescrow-backup.timer", "keyescrow-verify.service", "keyescrow-verify.timer"} {
 		b, err := os.ReadFile(filepath.Join(linuxDir, u))
 		if err != nil {
 			t.Fatal(err)
@@ -80,9 +80,16 @@ func TestSystemdServiceIsHardened(t *testing.T) {
 	}
 	sa := need(t, "systemd-analyze")
 	_, units := unitCopies(t)
-	out, err := exec.Command(sa, "security", "--offline=yes", "--threshold=20", units[0]).CombinedOutput()
-	if err != nil {
-		t.Fatalf("exposure above 2.0 (systemd-analyze security): %v\n%s", err, out)
+	for _, u := range []string{units[0], units[2]} {
+		out, err := exec.Command(sa, "security", "--offline=yes", "--threshold=20", u).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: exposure above 2.0 (systemd-analyze security): %v\n%s", filepath.Base(u), err, out)
+		}
+	}
+	// verify reads no secret at all: no credential, nothing writable but
+	// the metrics folder.
+	if v, _ := os.ReadFile(units[2]); bytes.Contains(v, []byte("LoadCredential")) || bytes.Contains(v, []byte("/var/opt/mssql")) || !bytes.Contains(v, []byte(" verify")) {
+		t.Errorf("keyescrow-verify.service:\n%s", v)
 	}
 	unit, _ := os.ReadFile(units[0])
 	for _, want := range []string{"NoNewPrivileges=yes", "ProtectSystem=strict", "LoadCredential=backup-password:", "LoadCredential=sqlserver-dsn:",
@@ -135,6 +142,8 @@ func TestInstallScriptPlacesEveryFileWithItsMode(t *testing.T) {
 		"var/log/keyescrow":                           fs.ModeDir | 0o750,
 		"etc/systemd/system/keyescrow-backup.service": 0o644,
 		"etc/systemd/system/keyescrow-backup.timer":   0o644,
+		"etc/systemd/system/keyescrow-verify.service": 0o644,
+		"etc/systemd/system/keyescrow-verify.timer":   0o644,
 		"etc/cron.d/keyescrow.disabled":               0o644,
 	}
 	for rel, mode := range want {
@@ -233,31 +242,36 @@ func TestTheExampleConfigIsValidUnderTheUnitsEnvironment(t *testing.T) {
 	}
 }
 
-// The cron.d line has the system crontab's seven fields, runs as keyescrow
-// and reports a failed run.
+// The cron.d lines (backup daily, verify every 6 hours) have the system
+// crontab's seven fields, run as keyescrow and report a failed run.
 func TestCronLine(t *testing.T) {
 	f, err := os.Open(filepath.Join(linuxDir, "keyescrow.cron"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	jobs := 0
+	var jobs []string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") || strings.Contains(strings.Fields(line)[0], "=") {
 			continue
 		}
-		jobs++
 		fields := strings.Fields(line)
-		if len(fields) < 7 || fields[5] != "keyescrow" || fields[6] != "keyescrow" || !strings.Contains(line, " backup") {
-			t.Errorf("not a system crontab line running keyescrow backup as user keyescrow: %q", line)
+		if len(fields) < 7 || fields[5] != "keyescrow" || fields[6] != "keyescrow" {
+			t.Errorf("not a system crontab line running keyescrow as user keyescrow: %q", line)
+			continue
+		}
+		for _, cmd := range []string{"backup", "verify"} {
+			if strings.Contains(line, " "+cmd+" ") {
+				jobs = append(jobs, cmd)
+			}
 		}
 		if !strings.Contains(line, "|| echo") {
 			t.Errorf("a failed run must produce output (cron mails it): %q", line)
 		}
 	}
-	if jobs != 1 {
-		t.Errorf("%d jobs, want 1", jobs)
+	if strings.Join(jobs, " ") != "backup verify" {
+		t.Errorf("jobs %v, want backup and verify", jobs)
 	}
 }

@@ -32,6 +32,7 @@ var taskSchema = map[string][]string{
 		"DeleteExpiredTaskAfter", "IdleSettings", "NetworkSettings", "ExecutionTimeLimit", "Priority", "RunOnlyIfIdle",
 		"UseUnifiedSchedulingEngine", "DisallowStartOnRemoteAppSession", "MaintenanceSettings", "Volatile"},
 	"IdleSettings":     {"Duration", "WaitTimeout", "StopOnIdleEnd", "RestartOnIdle"},
+	"Repetition":       {"Interval", "Duration", "StopAtDurationEnd"},
 	"RestartOnFailure": {"Interval", "Count"},
 	"Actions":          {"Exec", "ComHandler", "SendEmail", "ShowMessage"},
 	"Exec":             {"Command", "Arguments", "WorkingDirectory"},
@@ -157,31 +158,35 @@ func checkShape(n *node) []string {
 }
 
 func TestTaskSchedulerDefinitionHasTheSchemasShape(t *testing.T) {
-	f, err := os.Open(filepath.Join(windowsDir, "keyescrow-backup.xml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	task := parseTask(t, f)
-	if task.name != "Task" {
-		t.Fatalf("root %s, want Task", task.name)
-	}
-	for _, p := range checkShape(task) {
-		t.Error(p)
-	}
-	exec := task.child("Actions").child("Exec")
-	if cmd := exec.path("Command"); !strings.HasSuffix(strings.ToLower(cmd), `\keyescrow.exe`) {
-		t.Errorf("Command %q does not run keyescrow.exe", cmd)
-	}
-	if args := exec.path("Arguments"); !strings.HasSuffix(args, " backup") || !strings.Contains(args, "--config ") {
-		t.Errorf("Arguments %q, want --config … backup", args)
-	}
-	p := task.child("Principals").child("Principal")
-	if p.path("UserId") != "S-1-5-18" || p.path("LogonType") != "ServiceAccount" || p.path("RunLevel") != "LeastPrivilege" {
-		t.Errorf("principal %s/%s/%s, want SYSTEM as a service account with least privilege", p.path("UserId"), p.path("LogonType"), p.path("RunLevel"))
-	}
-	if s := task.child("Settings"); s.path("MultipleInstancesPolicy") != "IgnoreNew" || s.path("StartWhenAvailable") != "true" {
-		t.Error("settings must not start a second instance and must catch up a missed run")
+	for file, command := range map[string]string{"keyescrow-backup.xml": "backup", "keyescrow-verify.xml": "verify"} {
+		t.Run(file, func(t *testing.T) {
+			f, err := os.Open(filepath.Join(windowsDir, file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			task := parseTask(t, f)
+			if task.name != "Task" {
+				t.Fatalf("root %s, want Task", task.name)
+			}
+			for _, p := range checkShape(task) {
+				t.Error(p)
+			}
+			exec := task.child("Actions").child("Exec")
+			if cmd := exec.path("Command"); !strings.HasSuffix(strings.ToLower(cmd), `\keyescrow.exe`) {
+				t.Errorf("Command %q does not run keyescrow.exe", cmd)
+			}
+			if args := exec.path("Arguments"); !strings.HasSuffix(args, " "+command) || !strings.Contains(args, "--config ") {
+				t.Errorf("Arguments %q, want --config … %s", args, command)
+			}
+			p := task.child("Principals").child("Principal")
+			if p.path("UserId") != "S-1-5-18" || p.path("LogonType") != "ServiceAccount" || p.path("RunLevel") != "LeastPrivilege" {
+				t.Errorf("principal %s/%s/%s, want SYSTEM as a service account with least privilege", p.path("UserId"), p.path("LogonType"), p.path("RunLevel"))
+			}
+			if s := task.child("Settings"); s.path("MultipleInstancesPolicy") != "IgnoreNew" || s.path("StartWhenAvailable") != "true" {
+				t.Error("settings must not start a second instance and must catch up a missed run")
+			}
+		})
 	}
 }
 

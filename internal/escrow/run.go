@@ -54,6 +54,9 @@ type Runner struct {
 	Password secret.Value
 	// Hostname names this host for archive (backup uses the server's).
 	Hostname string
+	// ConnectRestore opens the SQL Server session restore --apply (the
+	// production server) or drill (the scratch server) restores into.
+	ConnectRestore func(ctx context.Context) (RestoreSQL, error)
 }
 
 func (r *Runner) newReceipt() *receipt.Receipt {

@@ -45,7 +45,19 @@ var families = []family{
 	{name: lastSuccess, help: "When a run of the command last ended with every destination verified (Unix time).", owner: "command", keep: true},
 	{name: "keyescrow_destination_up", help: "1 when the last run verified the copy at this destination, else 0.", owner: "destination"},
 	{name: "keyescrow_destination_exit_code", help: "Exit code of the last run at this destination (0 = verified; 4 refused by policy, 5 transfer, 6 verification).", owner: "destination"},
-	{name: newest, help: "When a copy at this destination was last written and verified (Unix time).", owner: "destination", keep: true},
+	{name: newest, help: "When the newest copy at this destination that a run proved was written (Unix time): set by backup and archive, and by verify of this host.", owner: "destination", keep: true},
+	{name: "keyescrow_copy_newest_timestamp_seconds", help: "verify: when the newest proven copy of the host/instance at the destination was stored (Unix time; 0 when there is none).", owner: "family"},
+	{name: "keyescrow_copy_stale", help: "verify: 1 when the host/instance has no proven copy younger than max_age at the destination.", owner: "family"},
+	{name: "keyescrow_copies_checked", help: "verify: copies read back and re-hashed at the destination by the last verify run.", owner: "family"},
+	{name: "keyescrow_copies_failed", help: "verify: copies at the destination that did not verify in the last verify run.", owner: "family"},
+}
+
+// Sample is one extra series value a command records (verify's per-host
+// ages, say). Labels are name, value pairs in order.
+type Sample struct {
+	Name   string
+	Labels [][2]string
+	Value  float64
 }
 
 // sample is one line: labels rendered in order, and the value.
@@ -54,8 +66,10 @@ type sample struct {
 	value  string
 }
 
-// Write records the run's receipt in the textfile at path.
-func Write(path, command string, rec *receipt.Receipt) error {
+// Write records the run's receipt, and the command's extra samples, in the
+// textfile at path. A family of owner "family" is replaced as a whole when
+// the run writes any sample of it, and kept otherwise.
+func Write(path, command string, rec *receipt.Receipt, extra ...Sample) error {
 	prev := readPrevious(path)
 	cur := map[string][]sample{}
 	set := func(name, labels, value string) {
@@ -82,9 +96,16 @@ func Write(path, command string, rec *receipt.Receipt) error {
 		}
 		set("keyescrow_destination_up", dl, boolValue(d.Status == receipt.DestVerified))
 		set("keyescrow_destination_exit_code", dl, strconv.Itoa(code))
-		if d.Status == receipt.DestVerified {
+		if d.Status == receipt.DestVerified && (command == "backup" || command == "archive") {
 			set(newest, label("destination", d.Name), end)
 		}
+	}
+	for _, x := range extra {
+		var ls []string
+		for _, l := range x.Labels {
+			ls = append(ls, label(l[0], l[1]))
+		}
+		set(x.Name, strings.Join(ls, ","), strconv.FormatFloat(x.Value, 'f', -1, 64))
 	}
 
 	var b strings.Builder
@@ -116,6 +137,8 @@ func carriesOver(f family, s sample, command string, cur []sample) bool {
 		return f.keep || !strings.Contains(s.labels, label("command", command))
 	case "destination":
 		return f.keep
+	case "family":
+		return len(cur) == 0
 	}
 	return false
 }

@@ -1,6 +1,7 @@
 package mssqltest
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -44,14 +45,18 @@ func (c *conn) exec(kind StatementKind, sql string, t *tokens) {
 		}
 		t.done(tokDone, doneFinal, 0, 0)
 	case KindRestoreSMK:
-		path, pw, _, err := ParseRestoreServiceMasterKey(sql)
+		path, pw, force, err := ParseRestoreServiceMasterKey(sql)
 		if err != nil {
 			failErr(err)
 			return
 		}
-		if e := c.restoreSMK(path, pw); e != nil {
+		infos, e := c.restoreSMK(path, pw, force)
+		if e != nil {
 			fail(*e)
 			return
+		}
+		for _, m := range infos {
+			t.message(tokInfo, m, c.s.cfg.ServerName)
 		}
 		t.done(tokDone, doneFinal, 0, 0)
 	default:
@@ -200,29 +205,65 @@ func (c *conn) backupSMK(path, pw string) *Error {
 	return nil
 }
 
-func (c *conn) restoreSMK(path, pw string) *Error {
+// restoreSMK checks, in SQL Server's order, the permission, the file, the
+// password, and then whether everything under the current key decrypts;
+// FORCE skips what does not (it is lost) with a warning for each.
+func (c *conn) restoreSMK(path, pw string, force bool) (infos []Error, fail *Error) {
 	s := c.s
 	if !c.login.controlServer() {
-		return &errNoPermission
+		return nil, &errNoPermission
 	}
-	badFile := &Error{Number: 15317, State: 1, Class: 16, Message: "The master key file does not exist or has invalid format."}
+	badFile := &Error{Number: 15317, State: 2, Class: 16, Message: "The master key file does not exist or has invalid format."}
 	local, err := s.mapPath(path)
 	if err != nil {
-		return badFile
+		return nil, badFile
 	}
 	data, err := os.ReadFile(local)
 	if err != nil {
-		return badFile
+		s.logf("mssqltest: spid %d: RESTORE SERVICE MASTER KEY: %v", c.spid, err)
+		return nil, badFile
 	}
 	smk, err := OpenKeyFile(data, pw)
 	switch {
 	case errors.Is(err, ErrWrongPassword):
-		return &Error{Number: 15466, State: 1, Class: 16, Message: "An error occurred during decryption."}
+		return nil, &Error{Number: 15466, State: 1, Class: 16, Message: "An error occurred during decryption."}
 	case err != nil:
-		return badFile
+		return nil, badFile
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if bytes.Equal(smk, s.smk) {
+		return []Error{{Number: 15588, State: 1, Class: 10, Message: "The old and new master keys are identical. No data re-encryption is required."}}, nil
+	}
+	for _, u := range s.broken {
+		e, warn := undecryptableError(u)
+		if !force {
+			return nil, &e
+		}
+		infos = append(infos, warn)
+	}
+	s.broken = nil
 	s.smk = smk
-	s.mu.Unlock()
-	return nil
+	return infos, nil
+}
+
+// undecryptableError is SQL Server's error for u without FORCE and its
+// warning with FORCE (texts of sys.messages).
+func undecryptableError(u Undecryptable) (fail, warn Error) {
+	const lost = " The FORCE option can be used to ignore this error and continue the operation but the data encrypted by the old master key will be lost."
+	switch u.Kind {
+	case SecretServiceMasterKey:
+		return Error{Number: 15329, State: 1, Class: 16, Message: "The current master key cannot be decrypted. If this is a database master key, you should attempt to open it in the session before performing this operation." + lost},
+			Error{Number: 15585, State: 1, Class: 10, Message: "The current master key cannot be decrypted. The error was ignored because the FORCE option was specified."}
+	case SecretLinkedLogin:
+		return Error{Number: 15393, State: 1, Class: 16, Message: fmt.Sprintf("An error occurred while decrypting the password for linked login '%s' that was encrypted by the old master key.", u.Name) + lost},
+			Error{Number: 15593, State: 1, Class: 10, Message: fmt.Sprintf("An error occurred while decrypting the password for linked login '%s' that was encrypted by the old master key. The error was ignored because the FORCE option was specified.", u.Name)}
+	default:
+		kind := string(u.Kind)
+		if kind == "" {
+			kind = string(SecretCredential)
+		}
+		return Error{Number: 15320, State: 1, Class: 16, Message: fmt.Sprintf("An error occurred while decrypting %s '%s' that was encrypted by the old master key. The FORCE option can be used to ignore this error and continue the operation, but data that cannot be decrypted by the old master key will become unavailable.", kind, u.Name)},
+			Error{Number: 15584, State: 1, Class: 10, Message: fmt.Sprintf("An error occurred while decrypting %s '%s' that was encrypted by the old master key. The error was ignored because the FORCE option was specified.", kind, u.Name)}
+	}
 }

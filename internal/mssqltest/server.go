@@ -84,11 +84,35 @@ type Config struct {
 	// learn.microsoft.com/sql/linux/sql-server-linux-bulk-operations).
 	BulkRequiresSysadmin bool
 	Certificate          *tls.Certificate // nil: throw-away self-signed cert
+	// Undecryptable lists what the instance's current service master key
+	// protects but can no longer decrypt. RESTORE SERVICE MASTER KEY
+	// without FORCE then fails the way SQL Server does (Msg 15329 for the
+	// key itself, 15320 for a credential, 15393 for a linked login) and
+	// changes nothing; with FORCE it replaces the key, warns about each
+	// (15585, 15584, 15593 as informational messages) and they are lost.
+	Undecryptable []Undecryptable
 	// MapPath maps a server-side path to a local one; nil = identity.
 	MapPath func(serverPath string) (string, error)
 	// Logf is an optional debug log. It never receives passwords or statement text.
 	Logf  func(format string, args ...any)
 	Clock func() time.Time
+}
+
+// SecretKind is what an Undecryptable entry is.
+type SecretKind string
+
+// Kinds of secrets the service master key protects.
+const (
+	SecretServiceMasterKey SecretKind = "service master key" // the current key itself
+	SecretCredential       SecretKind = "credential"
+	SecretLinkedLogin      SecretKind = "linked login" // a linked server login's password
+)
+
+// Undecryptable is a secret under the current service master key that no
+// longer decrypts.
+type Undecryptable struct {
+	Kind SecretKind
+	Name string // the credential or linked login; unused for the key itself
 }
 
 // Server is a running stand-in.
@@ -101,6 +125,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	smk      []byte
+	broken   []Undecryptable
 	stmts    []StatementKind
 	faults   []*faultEntry
 	conns    map[net.Conn]struct{}
@@ -128,7 +153,8 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	s := &Server{cfg: cfg, conns: map[net.Conn]struct{}{}, closed: make(chan struct{}), nextSPID: 51}
+	s := &Server{cfg: cfg, conns: map[net.Conn]struct{}{}, closed: make(chan struct{}), nextSPID: 51,
+		broken: append([]Undecryptable(nil), cfg.Undecryptable...)}
 	s.smk = make([]byte, smkLen)
 	if _, err := rand.Read(s.smk); err != nil {
 		return nil, err
@@ -282,6 +308,14 @@ func (s *Server) ServiceMasterKey() []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]byte(nil), s.smk...)
+}
+
+// Undecryptable lists what still does not decrypt under the current key:
+// Config.Undecryptable until a RESTORE … FORCE drops it.
+func (s *Server) Undecryptable() []Undecryptable {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Undecryptable(nil), s.broken...)
 }
 
 func (s *Server) findLogin(user, password string) (Login, bool) {

@@ -47,6 +47,25 @@ type Receipt struct {
 	// backup.remote mode, and whether keyescrow removed it. Extension of
 	// DESIGN.md; absent in local mode.
 	ServerFile *ServerFile `json:"server_file,omitempty"`
+	// Restore is what `restore` and `drill` did with the copy they fetched
+	// (the file and destinations then describe that copy and where it was
+	// proven). Extension of DESIGN.md; absent for backup and archive.
+	Restore *Restore `json:"restore,omitempty"`
+}
+
+// Restore is the outcome of restore or drill.
+type Restore struct {
+	// Out is where the verified copy was written (create-only, owner-only).
+	Out string `json:"out,omitempty"`
+	// Applied: RESTORE SERVICE MASTER KEY ran and succeeded on Server.
+	Applied bool `json:"applied"`
+	// Server is @@SERVERNAME of the server the key was restored into.
+	Server string `json:"server,omitempty"`
+	// Force: RESTORE … FORCE was asked for (data the old key protected
+	// and the new one cannot decrypt is lost).
+	Force bool `json:"force"`
+	// Drill: the server is the scratch server of a restore drill.
+	Drill bool `json:"drill"`
 }
 
 // ServerFile is a key file on the SQL Server's disk (backup.remote).
@@ -166,6 +185,21 @@ func (r *Receipt) WriteText(w io.Writer) error {
 			fmt.Fprintf(&b, "  server file %s: removed\n", f.Path)
 		} else {
 			fmt.Fprintf(&b, "  server file %s: remains on the server; %s\n", f.Path, f.Remove)
+		}
+	}
+	if x := r.Restore; x != nil {
+		if x.Out != "" {
+			fmt.Fprintf(&b, "  written to %s (owner-only)\n", x.Out)
+		}
+		what := "restored into"
+		if x.Drill {
+			what = "drill: restored into the scratch server"
+		}
+		if x.Force {
+			what += " (FORCE)"
+		}
+		if x.Applied {
+			fmt.Fprintf(&b, "  %s %s\n", what, x.Server)
 		}
 	}
 	if r.Error != nil {

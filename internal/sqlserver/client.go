@@ -133,15 +133,47 @@ func (c *Client) BackupServiceMasterKey(ctx context.Context, serverPath string, 
 	return translate("backup", err)
 }
 
-// RestoreServiceMasterKey runs RESTORE SERVICE MASTER KEY from serverPath.
-// force loses data that cannot be decrypted: callers gate it behind an
-// explicit confirmation.
+// RestoreServiceMasterKey runs RESTORE SERVICE MASTER KEY FROM FILE =
+// serverPath (the path as the server sees it) DECRYPTION BY PASSWORD =
+// password, with FORCE when force is set. The statement is a literal batch
+// (quotes doubled) and is never logged. SQL Server decrypts everything the
+// current key protects and re-encrypts it under the file's key; any
+// decryption error fails the restore, unless force, which carries on and
+// loses what it could not decrypt: callers gate force behind an explicit
+// confirmation.
+//
+// A login without CONTROL SERVER is refused before the statement is sent.
+// Errors carry exit code 3 and an *Error whose Number is SQL Server's
+// (15317 bad or missing file, 15466 wrong password, 15320/15329/15393 data
+// under the current key that does not decrypt, 15247 permission) and whose
+// Hint names the fix; the password never appears in them.
 func (c *Client) RestoreServiceMasterKey(ctx context.Context, serverPath string, password secret.Value, force bool) error {
 	c.log.DebugContext(ctx, "running RESTORE SERVICE MASTER KEY", "server_path", serverPath, "force", force)
 	ctx, cancel := c.limit(ctx)
 	defer cancel()
+	var control sql.NullInt64
+	if err := c.conn.QueryRowContext(ctx, controlServerQuery).Scan(&control); err != nil {
+		return scrub(translate(stepRestore, err), password)
+	}
+	if !control.Valid || control.Int64 != 1 {
+		return exitcode.Wrap(exitcode.SQLServer, &Error{Step: stepRestore,
+			Message: "the login does not hold CONTROL SERVER (the RESTORE statement was not sent)",
+			Hint:    restoreHint(ErrNumPermission)})
+	}
 	_, err := c.conn.ExecContext(ctx, RestoreServiceMasterKeyStatement(serverPath, password, force))
-	return translate("restore", err)
+	return scrub(translate(stepRestore, err), password)
+}
+
+// scrub removes the password from an error's text: SQL Server does not quote
+// it, but an error built from a driver message is not trusted to stay so.
+func scrub(err error, password secret.Value) error {
+	var e *Error
+	if err == nil || password.Empty() || !errors.As(err, &e) {
+		return err
+	}
+	e.Message = strings.ReplaceAll(e.Message, strings.ReplaceAll(password.Reveal(), "'", "''"), secret.Redacted)
+	e.Message = strings.ReplaceAll(e.Message, password.Reveal(), secret.Redacted)
+	return err
 }
 
 // ReadServerFile reads the file at serverPath (as the server sees it) over

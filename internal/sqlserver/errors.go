@@ -21,11 +21,13 @@ const (
 	ErrNumPasswordTooLong  = 15117
 	ErrNumPasswordComplex  = 15118
 	ErrNumPasswordFilter   = 15119
-	ErrNumKeyFileInvalid   = 15317
-	ErrNumDecryption       = 15466
-	ErrNumRestoreDecrypt1  = 15320
-	ErrNumRestoreDecrypt2  = 15329
-	ErrNumRestoreDecrypt3  = 15393
+	// RESTORE SERVICE MASTER KEY (sys.messages texts, see FACTS.md).
+	ErrNumKeyFileInvalid           = 15317 // the file is missing, unreadable or not a key backup
+	ErrNumDecryption               = 15466 // the file does not decrypt: a wrong password
+	ErrNumSecretUndecryptable      = 15320 // a credential (or other secret) under the current key does not decrypt; FORCE ignores it
+	ErrNumCurrentKeyUndecryptable  = 15329 // the current service master key itself does not decrypt; FORCE ignores it
+	ErrNumLinkedLoginUndecryptable = 15393 // a linked server login's password does not decrypt; FORCE ignores it
+	ErrNumObjectNotFound           = 15151 // "Cannot find … because it does not exist or you do not have permission"
 	// Reading the key file back (remote mode) with OPENROWSET(BULK …).
 	ErrNumBulkPermission  = 4834 // no ADMINISTER BULK OPERATIONS
 	ErrNumBulkFileMissing = 4860 // the file does not exist (as the server sees it)
@@ -40,6 +42,7 @@ const (
 const (
 	stepReadBack = "read-back"
 	stepRemove   = "file removal"
+	stepRestore  = "restore"
 )
 
 // Error is a failed SQL Server step. Number is SQL Server's error number (0
@@ -83,8 +86,13 @@ func translate(step string, err error) error {
 	if errors.As(err, &me) {
 		msg := strings.TrimPrefix(me.Message, "login error: ")
 		e := &Error{Step: step, Number: me.Number, Class: me.Class, Message: msg, Hint: hint(me.Number)}
-		if step == stepRemove {
+		switch step {
+		case stepRemove:
 			e.Hint = removeHint(me.Number)
+		case stepRestore:
+			if h := restoreHint(me.Number); h != "" {
+				e.Hint = h
+			}
 		}
 		if me.Number == ErrNumLoginFailed {
 			e.Step = "login"
@@ -119,10 +127,6 @@ func hint(n int32) string {
 		return "SQL Server rejected the backup password under its password policy: choose 8 to 128 characters with three of upper case, lower case, digits and symbols"
 	case ErrNumPasswordFilter:
 		return "a password filter on the server rejected the backup password: choose another password that meets the server's policy"
-	case ErrNumKeyFileInvalid:
-		return "the key file is missing on the server or is not a service master key backup: check the path and the file's integrity"
-	case ErrNumDecryption, ErrNumRestoreDecrypt1, ErrNumRestoreDecrypt2, ErrNumRestoreDecrypt3:
-		return "the file could not be decrypted: check the backup password; RESTORE … FORCE carries on but loses what it cannot decrypt"
 	case ErrNumBulkPermission:
 		return "reading the key file back (backup.remote) needs ADMINISTER BULK OPERATIONS: GRANT ADMINISTER BULK OPERATIONS TO [login]; or add the login to bulkadmin (on SQL Server on Linux before 2022 CU24 only sysadmin may use OPENROWSET(BULK …))"
 	case ErrNumBulkFileMissing:
@@ -143,6 +147,29 @@ func removeHint(n int32) string {
 		return "xp_delete_files needs a member of sysadmin"
 	case ErrNumExtendedProcFail:
 		return "the operating system refused (see its error above)"
+	default:
+		return ""
+	}
+}
+
+// restoreHint says what to do when RESTORE SERVICE MASTER KEY fails.
+// FORCE is named only where it helps, always with what it costs.
+func restoreHint(n int32) string {
+	const lost = "FORCE replaces the key anyway, but whatever only the current key protects and cannot be decrypted is lost for good: use it only when that loss is accepted"
+	switch n {
+	case ErrNumKeyFileInvalid:
+		return "SQL Server cannot use the key file: either it is missing or unreadable at that path as the server sees it (check the path and that the SQL Server service account, mssql on Linux, may read it), " +
+			"or its bytes are not a service master key backup (a corrupted, truncated or wrong file, e.g. a database master key or certificate backup): restore another archived copy that verifies; FORCE does not help"
+	case ErrNumDecryption:
+		return "the password does not decrypt the key file: give the backup password that was in force when this copy was made; FORCE does not help with a wrong password"
+	case ErrNumSecretUndecryptable:
+		return "a secret encrypted by the server's current service master key (named above) cannot be decrypted, so SQL Server kept the current key: repair or drop that secret and retry; " + lost
+	case ErrNumCurrentKeyUndecryptable:
+		return "the server's current service master key cannot be decrypted (for example after a service account or machine change), so nothing under it can be re-encrypted; " + lost
+	case ErrNumLinkedLoginUndecryptable:
+		return "the password of a linked server login (named above) cannot be decrypted with the current key: drop that login mapping and retry, or use FORCE and re-enter it with sp_addlinkedsrvlogin afterwards; " + lost
+	case ErrNumPermission, ErrNumObjectNotFound:
+		return "RESTORE SERVICE MASTER KEY needs CONTROL SERVER: GRANT CONTROL SERVER TO [login]; (or use a member of sysadmin)"
 	default:
 		return ""
 	}

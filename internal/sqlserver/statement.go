@@ -25,6 +25,10 @@ const infoQuery = `SELECT CAST(SERVERPROPERTY('MachineName') AS nvarchar(128)) A
 	`HAS_PERMS_BY_NAME(NULL, NULL, 'ADMINISTER BULK OPERATIONS') AS bulk_operations, ` +
 	`IS_SRVROLEMEMBER('sysadmin') AS sysadmin`
 
+// controlServerQuery asks whether the login holds CONTROL SERVER, which
+// RESTORE SERVICE MASTER KEY needs.
+const controlServerQuery = `SELECT HAS_PERMS_BY_NAME(NULL, NULL, 'CONTROL SERVER') AS control_server`
+
 // ReadServerFileStatement reads the file at path (as the server sees it)
 // through the server: its first max+1 bytes and its full length, so a file
 // larger than max is noticed without transferring it. OPENROWSET(BULK …)

@@ -58,3 +58,34 @@ func FuzzBackupStatementRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRestoreStatementRoundTrip proves the RESTORE quoting through the
+// stand-in's parser, FORCE included: the server reads back exactly the
+// path, the password and the FORCE the agent meant.
+func FuzzRestoreStatementRoundTrip(f *testing.F) {
+	for _, s := range []struct {
+		path, pw string
+		force    bool
+	}{
+		{"/var/opt/mssql/keys/a.key", "Str0ng#Pass", false},
+		{`C:\Keys\it's here\x.key`, `Pä'ss\"wörd😀1`, true},
+		{"/k/' FORCE", "' FORCE --", false},
+		{"/k/x.key' DECRYPTION BY PASSWORD = N'y", "'; SHUTDOWN --", true},
+		{"", "", false},
+	} {
+		f.Add(s.path, s.pw, s.force)
+	}
+	f.Fuzz(func(t *testing.T, path, pw string, force bool) {
+		if !utf8.ValidString(path) || !utf8.ValidString(pw) || strings.ContainsRune(path+pw, 0) {
+			t.Skip("not text T-SQL can carry")
+		}
+		stmt := RestoreServiceMasterKeyStatement(path, secret.New(pw), force)
+		gotPath, gotPW, gotForce, err := mssqltest.ParseRestoreServiceMasterKey(stmt)
+		if err != nil {
+			t.Fatalf("the stand-in cannot parse the statement for path %q: %v", path, err)
+		}
+		if gotPath != path || gotPW != pw || gotForce != force {
+			t.Fatalf("round trip changed the values: path %q → %q, password %q → %q, force %v → %v", path, gotPath, pw, gotPW, force, gotForce)
+		}
+	})
+}

@@ -48,6 +48,9 @@ type Server struct {
 	TLS testtls.Files
 	// PID of the azurite process.
 	PID int
+	// DataDir is Azurite's --location (tests corrupt stored bytes in it
+	// behind the server's back).
+	DataDir string
 }
 
 // Bin returns the azurite-blob executable under the repository's
@@ -96,8 +99,8 @@ func Start(t testing.TB, o Options) *Server {
 		storagetest.Skip(t, err.Error())
 	}
 	dir := t.TempDir()
-	s := &Server{}
-	args := []string{"--blobHost", "127.0.0.1", "--location", filepath.Join(dir, "data"), "--skipApiVersionCheck", "--disableTelemetry", "--silent"}
+	s := &Server{DataDir: filepath.Join(dir, "data")}
+	args := []string{"--blobHost", "127.0.0.1", "--location", s.DataDir, "--skipApiVersionCheck", "--disableTelemetry", "--silent"}
 	scheme := "http"
 	if o.HTTPS {
 		if s.TLS, err = testtls.Write(dir); err != nil {

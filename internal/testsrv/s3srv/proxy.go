@@ -29,6 +29,8 @@ type Proxy struct {
 	mu                                 sync.Mutex
 	requests                           []Request
 	tamperPut, tamperGet, dropPutReply int
+	tamperKey                          string
+	light                              bool
 }
 
 // Request is one request the proxy saw.
@@ -57,6 +59,26 @@ func (p *Proxy) TamperPut(n int) { p.mu.Lock(); p.tamperPut = n; p.mu.Unlock() }
 
 // TamperGet flips one byte of the body of the next n GetObject responses.
 func (p *Proxy) TamperGet(n int) { p.mu.Lock(); p.tamperGet = n; p.mu.Unlock() }
+
+// Light makes the proxy record only each request's method, action and
+// status (no headers, path or query): a benchmark in the same process then
+// measures its own heap, not the proxy's records.
+func (p *Proxy) Light() { p.mu.Lock(); p.light = true; p.mu.Unlock() }
+
+// TamperKey flips a byte of every GetObject response body for the object
+// key (path-style: /bucket/key) from now on: a stored copy that the service
+// returns altered, while the checksums it reports stay.
+func (p *Proxy) TamperKey(bucket, key string) {
+	p.mu.Lock()
+	p.tamperKey = "/" + bucket + "/" + key
+	p.mu.Unlock()
+}
+
+func (p *Proxy) tampersKey(path string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.tamperKey != "" && path == p.tamperKey
+}
 
 // DropPutReply drops the connection instead of answering the next n
 // PutObject requests, after the server has stored the object.
@@ -106,7 +128,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out.TransferEncoding = r.TransferEncoding
 	}
 	resp, err := p.client.Do(out)
-	rec := Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone(), Action: action}
+	rec := Request{Method: r.Method, Action: action}
+	if p.mu.Lock(); !p.light {
+		rec.Path, rec.Query, rec.Header = r.URL.Path, r.URL.RawQuery, r.Header.Clone()
+	}
+	p.mu.Unlock()
 	if err != nil {
 		p.record(rec)
 		http.Error(w, err.Error(), http.StatusBadGateway)
@@ -126,7 +152,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rec.Status = resp.StatusCode
 	p.record(rec)
-	if isGet && resp.StatusCode == http.StatusOK && len(respBody) > 0 && p.take(&p.tamperGet) {
+	if isGet && resp.StatusCode == http.StatusOK && len(respBody) > 0 && (p.take(&p.tamperGet) || p.tampersKey(r.URL.Path)) {
 		respBody[len(respBody)/2] ^= 0x01
 	}
 	for k, v := range resp.Header {

@@ -60,6 +60,10 @@ type Server struct {
 	// PID of the server process.
 	PID int
 
+	// DataDir is the server's data folder (tests corrupt stored bytes in
+	// it behind the server's back).
+	DataDir string
+
 	cmd     *exec.Cmd
 	dir     string
 	logPath string
@@ -145,6 +149,7 @@ func (s *Server) start(bin string, port int) error {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	s.Endpoint = "https://" + addr
 	data := filepath.Join(s.dir, fmt.Sprintf("data-%d", port))
+	s.DataDir = data
 	var args, env []string
 	switch s.Kind {
 	case VersityGW:

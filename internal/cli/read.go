@@ -1,0 +1,329 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/keyescrow/keyescrow/internal/escrow"
+	"github.com/keyescrow/keyescrow/internal/exitcode"
+	"github.com/keyescrow/keyescrow/internal/metrics"
+	"github.com/keyescrow/keyescrow/internal/receipt"
+)
+
+// defaultHost is --host, else this host's name.
+func (inv *invocation) defaultHost() string {
+	if inv.host != "" {
+		return inv.host
+	}
+	if h, err := inv.app.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "localhost"
+}
+
+// runList streams the archived copies: with --json one document whose
+// "copies" array is written as the listing goes, so thousands of versions
+// never sit in memory at once.
+func (a *App) runList(ctx context.Context, inv *invocation) error {
+	out := &listOutput{inv: inv, w: bufio.NewWriter(inv.stdout)}
+	defer out.w.Flush()
+	if len(inv.args) > 0 {
+		return out.finish(nil, exitcode.Wrap(exitcode.Usage, fmt.Errorf("list takes no arguments (got %q): filter with --host, --instance and --destination", inv.args[0])))
+	}
+	if inv.limit < 0 {
+		return out.finish(nil, exitcode.Wrap(exitcode.Usage, fmt.Errorf("--limit %d: use 0 (all) or a positive number", inv.limit)))
+	}
+	_, r, err := inv.setup()
+	if err != nil {
+		return out.finish(nil, err)
+	}
+	out.start()
+	listed, err := r.List(ctx, escrow.ListOptions{
+		Destination: inv.destination, Filter: escrow.Filter{Host: inv.host, Instance: inv.instance},
+		Limit: inv.limit, NoReceipts: inv.noReceipts,
+	}, out.copy)
+	return out.finish(listed, err)
+}
+
+// listOutput renders list's result as it streams.
+type listOutput struct {
+	inv     *invocation
+	w       *bufio.Writer
+	started bool
+	n       int
+	tw      *tabwriter.Writer
+	dest    string
+	group   string
+}
+
+func (o *listOutput) start() {
+	o.started = true
+	if o.inv.jsonOut {
+		fmt.Fprintf(o.w, "{\n  \"tool\": \"keyescrow\",\n  \"version\": %s,\n  \"command\": \"list\",\n  \"copies\": [", jsonString(o.inv.app.Build.Version))
+	}
+}
+
+func (o *listOutput) copy(c escrow.Copy) error {
+	if o.inv.jsonOut {
+		doc, err := json.Marshal(c)
+		if err != nil {
+			return err
+		}
+		if o.n > 0 {
+			o.w.WriteByte(',')
+		}
+		o.w.WriteString("\n    ")
+		o.w.Write(doc)
+		o.n++
+		return nil
+	}
+	if c.Destination != o.dest {
+		o.flushTable()
+		fmt.Fprintf(o.w, "%s (%s)\n", c.Destination, c.Type)
+		o.dest, o.group = c.Destination, ""
+	}
+	if g := c.Host + "/" + c.Instance + "/" + c.Kind; g != o.group {
+		o.flushTable()
+		o.group = g
+		o.tw = tabwriter.NewWriter(o.w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(o.tw, "  STORED\tHOST\tINSTANCE\tKIND\tVERSION\tBYTES\tSHA256 (RECEIPT)\tRETAINED UNTIL\tLOCKED\tNOTE")
+	}
+	version, sum, until, locked := dash(c.VersionID), dash(c.SHA256), "-", "-"
+	if c.Retention != nil {
+		until = c.Retention.Mode + " " + c.Retention.Until.Format(time.RFC3339)
+		locked = fmt.Sprint(c.RetentionInForce)
+	}
+	note := c.Note
+	if !c.Current {
+		note = strings.TrimPrefix(note+"; not the current version of its key", "; ")
+	}
+	fmt.Fprintf(o.tw, "  %s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", c.Time.Format(time.RFC3339), c.Host, c.Instance, c.Kind, version, c.Bytes, sum, until, locked, note)
+	o.n++
+	return nil
+}
+
+func (o *listOutput) flushTable() {
+	if o.tw != nil {
+		o.tw.Flush()
+		o.tw = nil
+	}
+}
+
+func (o *listOutput) finish(listed []escrow.Listed, err error) error {
+	code := exitcode.Code(err)
+	status := "ok"
+	if err != nil {
+		status = "failed"
+		o.inv.logFailure("list failed", err)
+	} else {
+		o.inv.log.Info("list done", "copies", o.n)
+	}
+	if listed == nil {
+		listed = []escrow.Listed{}
+	}
+	if o.inv.jsonOut {
+		if !o.started {
+			o.start()
+		}
+		if o.n > 0 {
+			o.w.WriteString("\n  ")
+		}
+		dests, _ := json.Marshal(listed)
+		fmt.Fprintf(o.w, "],\n  \"destinations\": %s,\n  \"status\": %q,\n", dests, status)
+		if err != nil {
+			e, _ := json.Marshal(receipt.Error{Code: code, Message: err.Error()})
+			fmt.Fprintf(o.w, "  \"error\": %s,\n", e)
+		}
+		fmt.Fprintf(o.w, "  \"exit_code\": %d\n}\n", code)
+		return errors.Join(err, o.w.Flush())
+	}
+	o.flushTable()
+	for _, l := range listed {
+		if l.Error != nil {
+			fmt.Fprintf(o.w, "%s (%s): failed: error(%d): %s\n", l.Name, l.Type, l.Error.Code, l.Error.Message)
+		}
+	}
+	if o.started {
+		fmt.Fprintf(o.w, "%s: %d copies\n", status, o.n)
+	} else if err != nil {
+		fmt.Fprintf(o.w, "failed: error(%d): %s\n", code, err.Error())
+	}
+	return errors.Join(err, o.w.Flush())
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func jsonString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// runVerify audits the archive for monitoring.
+func (a *App) runVerify(ctx context.Context, inv *invocation) error {
+	now := a.Clock().UTC()
+	fail := func(err error) error {
+		aud := &escrow.Audit{Status: escrow.AuditFailed, Tool: "keyescrow", Version: a.Build.Version, Command: "verify",
+			StartedAt: now, FinishedAt: now, Destinations: []escrow.AuditedDest{},
+			ExitCode: exitcode.Code(err), Error: &receipt.Error{Code: exitcode.Code(err), Message: err.Error()}}
+		return inv.reportAudit(aud, err)
+	}
+	if len(inv.args) > 0 {
+		return fail(exitcode.Wrap(exitcode.Usage, fmt.Errorf("verify takes no arguments (got %q)", inv.args[0])))
+	}
+	if inv.allHosts && inv.host != "" {
+		return fail(exitcode.Wrap(exitcode.Usage, errors.New("--all-hosts and --host both choose the hosts: pass one of them")))
+	}
+	if inv.copies < 0 {
+		return fail(exitcode.Wrap(exitcode.Usage, fmt.Errorf("--copies %d: use a positive number", inv.copies)))
+	}
+	cfg, r, err := inv.setup()
+	if err != nil {
+		return fail(err)
+	}
+	opts := escrow.VerifyOptions{Destination: inv.destination, Filter: escrow.Filter{Instance: inv.instance}, Copies: cfg.Verify.Copies, AllHosts: inv.allHosts}
+	if inv.copies > 0 {
+		opts.Copies = inv.copies
+	}
+	if !inv.allHosts {
+		opts.Filter.Host = inv.defaultHost()
+	}
+	aud, err := r.Verify(ctx, opts)
+	return inv.reportAudit(aud, err)
+}
+
+// reportAudit records the audit in the metrics and prints it.
+func (inv *invocation) reportAudit(a *escrow.Audit, err error) error {
+	if err != nil {
+		inv.logFailure("verify failed", err)
+	} else {
+		inv.log.Info("verify ok: every destination holds a proven copy younger than max_age")
+	}
+	if inv.metricsFile != "" {
+		rec, extra := auditMetrics(a)
+		if merr := metrics.Write(inv.metricsFile, "verify", rec, extra...); merr != nil {
+			inv.log.Error("the metrics file was not updated: monitoring will not see this run", "err", merr.Error())
+		}
+	}
+	if inv.jsonOut {
+		doc, jerr := json.MarshalIndent(a, "", "  ")
+		if jerr != nil {
+			return errors.Join(err, jerr)
+		}
+		_, werr := inv.stdout.Write(append(doc, '\n'))
+		return errors.Join(err, werr)
+	}
+	_, werr := inv.stdout.Write([]byte(auditText(a)))
+	return errors.Join(err, werr)
+}
+
+// auditMetrics maps an audit onto the metrics: the run, each destination's
+// outcome, and per host/instance the newest proven copy and staleness.
+func auditMetrics(a *escrow.Audit) (*receipt.Receipt, []metrics.Sample) {
+	rec := &receipt.Receipt{Status: receipt.StatusOK, Version: a.Version, StartedAt: a.StartedAt, FinishedAt: a.FinishedAt, ExitCode: a.ExitCode}
+	if a.Status != escrow.AuditOK {
+		rec.Status = receipt.StatusFailed
+	}
+	var extra []metrics.Sample
+	for _, d := range a.Destinations {
+		rd := receipt.Destination{Name: d.Name, Type: d.Type, Status: receipt.DestVerified}
+		code := 0
+		if d.Error != nil {
+			code = d.Error.Code
+		}
+		var checked, failed int
+		var newest *time.Time
+		for _, g := range d.Groups {
+			if g.Error != nil && g.Error.Code > code {
+				code = g.Error.Code
+			}
+			for _, c := range g.Checked {
+				checked++
+				if c.Status != receipt.DestVerified {
+					failed++
+				}
+			}
+			ts, stale := 0.0, 0.0
+			if g.Newest != nil {
+				ts = float64(g.Newest.UnixMilli()) / 1e3
+				if newest == nil || g.Newest.After(*newest) {
+					newest = g.Newest
+				}
+			}
+			if g.Stale {
+				stale = 1
+			}
+			labels := [][2]string{{"destination", d.Name}, {"host", g.Host}, {"instance", g.Instance}}
+			extra = append(extra,
+				metrics.Sample{Name: "keyescrow_copy_newest_timestamp_seconds", Labels: labels, Value: ts},
+				metrics.Sample{Name: "keyescrow_copy_stale", Labels: labels, Value: stale})
+		}
+		dl := [][2]string{{"destination", d.Name}}
+		extra = append(extra,
+			metrics.Sample{Name: "keyescrow_copies_checked", Labels: dl, Value: float64(checked)},
+			metrics.Sample{Name: "keyescrow_copies_failed", Labels: dl, Value: float64(failed)})
+		if newest != nil && a.Mode == "host" {
+			extra = append(extra, metrics.Sample{Name: "keyescrow_newest_verified_escrow_timestamp_seconds", Labels: dl, Value: float64(newest.UnixMilli()) / 1e3})
+		}
+		if code != 0 {
+			rd.Status = receipt.DestFailed
+			rd.Error = &receipt.Error{Code: code, Message: d.Status}
+		}
+		rec.Destinations = append(rec.Destinations, rd)
+	}
+	return rec, extra
+}
+
+// auditText renders an audit for people.
+func auditText(a *escrow.Audit) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s verify mode=%s max_age=%s run=%s\n", a.Status, a.Mode, a.MaxAge, a.RunID)
+	for _, d := range a.Destinations {
+		fmt.Fprintf(&b, "  %s (%s): %s\n", d.Name, d.Type, d.Status)
+		for _, g := range d.Groups {
+			fmt.Fprintf(&b, "    %s/%s %s: %s, %d copies", g.Host, g.Instance, g.Kind, g.Status, g.Copies)
+			if g.Newest != nil {
+				fmt.Fprintf(&b, ", newest proven %s (%s old)", g.Newest.Format(time.RFC3339), (time.Duration(g.NewestAgeSeconds) * time.Second).String())
+			} else {
+				b.WriteString(", no proven copy")
+			}
+			b.WriteByte('\n')
+			for _, c := range g.Checked {
+				fmt.Fprintf(&b, "      %s %s version=%s stored=%s", c.Status, c.Location, dash(c.VersionID), c.Time.Format(time.RFC3339))
+				if c.Checksum.Match {
+					fmt.Fprintf(&b, " sha256=%s read-back=%t", c.Checksum.Local, c.ReadBack)
+				}
+				if c.Retention != nil {
+					fmt.Fprintf(&b, " retention=%s until %s locked=%t", c.Retention.Mode, c.Retention.Until.Format(time.RFC3339), c.RetentionInForce)
+				}
+				if c.Error != nil {
+					fmt.Fprintf(&b, " error(%d): %s", c.Error.Code, c.Error.Message)
+				}
+				b.WriteByte('\n')
+			}
+			for _, w := range g.Warnings {
+				fmt.Fprintf(&b, "      warning: %s\n", w)
+			}
+			if g.Error != nil && g.Error.Code == exitcode.Stale {
+				fmt.Fprintf(&b, "      stale(8): %s\n", g.Error.Message)
+			}
+		}
+		if d.Error != nil {
+			fmt.Fprintf(&b, "    error(%d): %s\n", d.Error.Code, d.Error.Message)
+		}
+	}
+	if a.Error != nil {
+		fmt.Fprintf(&b, "  error(%d): %s\n", a.Error.Code, a.Error.Message)
+	}
+	return b.String()
+}

@@ -1,0 +1,149 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/keyescrow/keyescrow/internal/config"
+	"github.com/keyescrow/keyescrow/internal/escrow"
+	"github.com/keyescrow/keyescrow/internal/exitcode"
+	"github.com/keyescrow/keyescrow/internal/secret"
+	"github.com/keyescrow/keyescrow/internal/sqlserver"
+)
+
+// parseAt reads --at: RFC 3339 (with or without fractions), or a date
+// (2026-11-01), which means the end of that day in UTC.
+func parseAt(s string) (*time.Time, error) {
+	if s == "" {
+		return nil, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return &t, nil
+	}
+	if d, err := time.Parse(time.DateOnly, s); err == nil {
+		end := d.Add(24*time.Hour - time.Nanosecond)
+		return &end, nil
+	}
+	return nil, exitcode.Wrap(exitcode.Usage, fmt.Errorf("--at %q is not a time: use RFC 3339 (2026-11-01T03:00:00Z) or a date (2026-11-01, meaning its end, UTC)", s))
+}
+
+// runRestore fetches a verified copy, writes it and, with --apply,
+// restores it into the configured SQL Server.
+func (a *App) runRestore(ctx context.Context, inv *invocation) error {
+	if len(inv.args) > 0 {
+		return inv.failEarly(exitcode.Wrap(exitcode.Usage, fmt.Errorf("restore takes no arguments (got %q): choose the copy with --version-id or --at", inv.args[0])))
+	}
+	at, err := parseAt(inv.at)
+	if err != nil {
+		return inv.failEarly(err)
+	}
+	out := inv.out
+	if out != "" {
+		if out, err = filepath.Abs(out); err != nil {
+			return inv.failEarly(exitcode.Wrap(exitcode.Usage, err))
+		}
+	}
+	cfg, r, err := inv.setup()
+	if err != nil {
+		return inv.failEarly(err)
+	}
+	opts := escrow.RestoreOptions{
+		Destination: inv.destination, Filter: escrow.Filter{Host: inv.defaultHost(), Instance: inv.instance},
+		VersionID: inv.versionID, At: at, Out: out,
+		Apply: inv.apply, Force: inv.force, ConfirmForce: inv.confirmForce,
+		ServerDirectory: cfg.Backup.ServerDirectory, LocalDirectory: cfg.Backup.LocalDirectory,
+	}
+	if inv.apply {
+		if cfg.Backup.Remote {
+			return inv.failEarly(exitcode.Wrap(exitcode.Usage, errors.New("restore --apply needs the key file on the SQL Server's own disk, which backup.remote cannot put there: run restore --out FILE, copy the file to the server, and run RESTORE SERVICE MASTER KEY there (see the README), or run keyescrow on the database host")))
+		}
+		if cfg.SQLServer == nil {
+			return inv.failEarly(exitcode.Wrap(exitcode.Usage, errors.New("restore --apply needs the sqlserver section (dsn_env or dsn_file) of the server to restore into")))
+		}
+		pw, err := inv.readSecret(cfg.PasswordSource())
+		if err != nil {
+			return inv.failEarly(err)
+		}
+		dsn, err := inv.readDSN(cfg)
+		if err != nil {
+			return inv.failEarly(err)
+		}
+		r.Password = pw
+		r.ConnectRestore = inv.connectRestore(dsn)
+		if r.Lock != nil {
+			release, err := r.Lock()
+			if err != nil {
+				return inv.failEarly(err)
+			}
+			defer release()
+		}
+	}
+	rec, err := r.Restore(ctx, opts)
+	return inv.report(rec, err)
+}
+
+// runDrill restores the newest archived copy into the scratch SQL Server
+// of the drill section, never into the production one.
+func (a *App) runDrill(ctx context.Context, inv *invocation) error {
+	if len(inv.args) > 0 {
+		return inv.failEarly(exitcode.Wrap(exitcode.Usage, fmt.Errorf("drill takes no arguments (got %q)", inv.args[0])))
+	}
+	cfg, r, err := inv.setup()
+	if err != nil {
+		return inv.failEarly(err)
+	}
+	scratch, err := inv.readSecret(cfg.DrillDSNSource())
+	if err != nil {
+		return inv.failEarly(err)
+	}
+	inv.scrubDSN(scratch)
+	if err := inv.refuseProduction(ctx, cfg, scratch); err != nil {
+		return inv.failEarly(err)
+	}
+	pw, err := inv.readSecret(cfg.PasswordSource())
+	if err != nil {
+		return inv.failEarly(err)
+	}
+	serverDir, localDir := cfg.DrillDirectories()
+	r.Password = pw
+	r.ConnectRestore = inv.connectRestore(scratch)
+	rec, err := r.Restore(ctx, escrow.RestoreOptions{
+		Destination: inv.destination, Filter: escrow.Filter{Host: inv.defaultHost(), Instance: inv.instance},
+		Apply: true, Drill: true, ServerDirectory: serverDir, LocalDirectory: localDir,
+	})
+	return inv.report(rec, err)
+}
+
+// refuseProduction refuses a drill whose scratch DSN points at the
+// production server of the sqlserver section. With that section present
+// but its DSN unreadable, nothing proves the scratch server is another, so
+// the drill is refused too.
+func (inv *invocation) refuseProduction(ctx context.Context, cfg *config.Config, scratch secret.Value) error {
+	if cfg.SQLServer == nil {
+		if _, ok := inv.app.Env(config.DefaultDSNEnv); !ok {
+			return nil
+		}
+	}
+	prod, err := inv.readDSN(cfg)
+	if err != nil {
+		return exitcode.Wrap(exitcode.Usage, fmt.Errorf("drill cannot prove its scratch server is not the production one: %w (the drill reads the production DSN only to compare)", err))
+	}
+	if same, why := sqlserver.SameServer(ctx, prod, scratch); same {
+		return exitcode.Wrap(exitcode.Usage, fmt.Errorf("drill.dsn points at the production server of sqlserver.dsn (%s): a drill restores into a scratch server only, never into production; give drill.dsn_env/dsn_file a scratch server's DSN", why))
+	}
+	return nil
+}
+
+func (inv *invocation) connectRestore(dsn secret.Value) func(ctx context.Context) (escrow.RestoreSQL, error) {
+	return func(ctx context.Context) (escrow.RestoreSQL, error) {
+		inv.log.InfoContext(ctx, "connecting to SQL Server", "server", sqlserver.Endpoint(dsn.Reveal()))
+		c, err := sqlserver.Open(ctx, dsn, inv.log)
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+}

@@ -1,0 +1,311 @@
+package escrow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/keyescrow/keyescrow/internal/exitcode"
+	"github.com/keyescrow/keyescrow/internal/receipt"
+	"github.com/keyescrow/keyescrow/internal/secret"
+	"github.com/keyescrow/keyescrow/internal/sqlserver"
+)
+
+// RestoreSQL is what restore --apply and drill need of SQL Server
+// (implemented by *sqlserver.Client).
+type RestoreSQL interface {
+	Info(ctx context.Context) (sqlserver.Info, error)
+	RestoreServiceMasterKey(ctx context.Context, serverPath string, password secret.Value, force bool) error
+	Close() error
+}
+
+// RestoreOptions choose a copy and what to do with it.
+type RestoreOptions struct {
+	// Destination: fetch from this one only; "" = the first destination, in
+	// configuration order, whose copy verifies.
+	Destination string
+	// Filter: the host (required) and instance ("" when the host has one).
+	Filter Filter
+	// VersionID picks one version; At the newest copy stored at or before
+	// it; neither: the newest copy.
+	VersionID string
+	At        *time.Time
+	// Out: write the verified copy there, create-only, owner-only.
+	Out string
+	// Apply: run RESTORE SERVICE MASTER KEY with the copy on the server
+	// ConnectRestore opens; Force adds FORCE and needs ConfirmForce to be
+	// that server's name.
+	Apply        bool
+	Force        bool
+	ConfirmForce string
+	// ServerDirectory is where the server reads the key file (as it sees
+	// it), LocalDirectory the same folder as this host sees it ("" = the
+	// same path).
+	ServerDirectory, LocalDirectory string
+	// Drill: the server is a scratch server (drill); the copy's own server
+	// is refused.
+	Drill bool
+}
+
+// Restore fetches a copy, proves it against its receipt and the service's
+// checksum, writes it to Out and, with Apply, restores it into SQL Server.
+// The returned receipt describes the copy and where it was proven; it is
+// returned even when err is not nil.
+func (r *Runner) Restore(ctx context.Context, opts RestoreOptions) (*receipt.Receipt, error) {
+	rec := r.newReceipt()
+	rec.Restore = &receipt.Restore{Out: opts.Out, Force: opts.Force, Drill: opts.Drill}
+	runErr, destErr := r.restore(ctx, rec, opts)
+	return r.finish(rec, runErr, destErr)
+}
+
+func (r *Runner) restore(ctx context.Context, rec *receipt.Receipt, opts RestoreOptions) (runErr, destErr error) {
+	if err := checkRestoreOptions(opts); err != nil {
+		return err, nil
+	}
+	dests, err := r.selectDestinations(opts.Destination)
+	if err != nil {
+		return err, nil
+	}
+	c, cc, destErr, err := r.fetchVerified(ctx, rec, dests, opts)
+	if err != nil || cc == nil {
+		return err, destErr
+	}
+	rec.Host, rec.Instance, rec.Kind = c.Host, c.Instance, c.Kind
+	rec.File = &receipt.File{Name: c.Name, Bytes: int64(len(cc.data)), SHA256: cc.Checksum.Local}
+	if cc.rec != nil && cc.rec.Host != "" {
+		rec.Host, rec.Instance = cc.rec.Host, cc.rec.Instance
+	}
+	// A copy that verified at a later destination is what counts: the
+	// earlier ones' failures are reported, not fatal.
+	if destErr != nil {
+		r.Log.WarnContext(ctx, "a copy at an earlier destination did not verify; a later one did", "err", destErr.Error())
+	}
+	if opts.Out != "" {
+		if err := writeCreateOnly(opts.Out, cc.data); err != nil {
+			return err, nil
+		}
+		r.Log.InfoContext(ctx, "wrote the verified copy, owner-only", "path", opts.Out, "sha256", cc.Checksum.Local)
+	}
+	if opts.Apply {
+		if err := r.apply(ctx, rec, c, cc, opts); err != nil {
+			return err, nil
+		}
+	}
+	return nil, nil
+}
+
+func checkRestoreOptions(opts RestoreOptions) error {
+	usage := func(msg string) error { return exitcode.Wrap(exitcode.Usage, errors.New(msg)) }
+	switch {
+	case opts.Filter.Host == "":
+		return usage("restore needs the host whose key to fetch: pass --host NAME (keyescrow list shows the hosts)")
+	case opts.VersionID != "" && opts.At != nil:
+		return usage("--version-id and --at both choose the copy: pass one of them")
+	case opts.Force && !opts.Apply:
+		return usage("--force only applies to --apply (RESTORE … FORCE): add --apply, or drop --force")
+	case opts.Force && opts.ConfirmForce == "":
+		return usage("RESTORE SERVICE MASTER KEY … FORCE loses every secret the current key protects that the restored key cannot decrypt: to go ahead, pass --confirm-force with the SQL Server's name (@@SERVERNAME)")
+	case !opts.Force && opts.ConfirmForce != "":
+		return usage("--confirm-force is only used with --apply --force")
+	case !opts.Apply && opts.Out == "":
+		return usage("restore needs --out FILE (where to write the verified copy) or --apply (restore it into SQL Server), or both")
+	case opts.Apply && opts.ServerDirectory == "":
+		return usage("--apply needs backup.server_directory: the folder SQL Server reads the key file from, as it sees the path")
+	}
+	if opts.Out != "" {
+		if _, err := os.Lstat(opts.Out); err == nil {
+			return usage(fmt.Sprintf("--out %s exists already: keyescrow never overwrites a key file; choose a new name", opts.Out))
+		}
+		if fi, err := os.Stat(filepath.Dir(opts.Out)); err != nil || !fi.IsDir() {
+			return usage(fmt.Sprintf("--out %s: the folder %s does not exist", opts.Out, filepath.Dir(opts.Out)))
+		}
+	}
+	return nil
+}
+
+// fetchVerified finds the chosen copy at each destination in turn and
+// returns the first that verifies. Every destination tried is recorded in
+// rec; destErr joins the failures of those that did not verify, err is set
+// when none did.
+func (r *Runner) fetchVerified(ctx context.Context, rec *receipt.Receipt, dests []Destination, opts RestoreOptions) (c Copy, cc *CheckedCopy, destErr, err error) {
+	var errs []error
+	var missing []string
+	for _, d := range dests {
+		c, err := r.findCopy(ctx, d, opts)
+		if err != nil {
+			if exitcode.Code(err) == exitcode.Usage {
+				return Copy{}, nil, nil, err
+			}
+			if errors.Is(err, errNoCopy) {
+				missing = append(missing, d.Config.Name)
+				r.Log.WarnContext(ctx, "no matching copy at this destination", "destination", d.Config.Name, "err", err.Error())
+				continue
+			}
+			errs = append(errs, err)
+			rec.Destinations = append(rec.Destinations, receipt.Destination{Name: d.Config.Name, Type: d.Backend.Type(),
+				Status: receipt.DestFailed, Error: &receipt.Error{Code: exitcode.Code(err), Message: err.Error()}})
+			continue
+		}
+		checked := r.checkCopy(ctx, d, c, r.Clock())
+		rd := receipt.Destination{Name: d.Config.Name, Type: d.Backend.Type(), Location: c.Location, VersionID: c.VersionID,
+			Retention: checked.Retention, Checksum: checked.Checksum, ReadBack: checked.ReadBack, Status: checked.Status, Error: checked.Error}
+		rec.Destinations = append(rec.Destinations, rd)
+		if checked.Status == receipt.DestVerified {
+			r.Log.InfoContext(ctx, "copy verified", "destination", d.Config.Name, "location", c.Location, "version_id", c.VersionID, "stored", c.Time.Format(time.RFC3339), "sha256", checked.Checksum.Local)
+			return c, &checked, errors.Join(errs...), nil
+		}
+		r.Log.ErrorContext(ctx, "copy refused: it does not verify", "destination", d.Config.Name, "location", c.Location, "version_id", c.VersionID, "err", checked.Error.Message)
+		errs = append(errs, exitcode.Wrap(checked.Error.Code, errors.New(checked.Error.Message)))
+	}
+	if len(errs) == 0 {
+		return Copy{}, nil, nil, exitcode.Wrap(exitcode.Usage, fmt.Errorf("no copy of %s%s at %s: keyescrow list shows what is archived", scopeNames(opts.Filter), choiceText(opts), strings.Join(missing, ", ")))
+	}
+	return Copy{}, nil, errors.Join(errs...), nil
+}
+
+var errNoCopy = errors.New("no matching copy")
+
+func choiceText(opts RestoreOptions) string {
+	switch {
+	case opts.VersionID != "":
+		return fmt.Sprintf(" with version id %q", opts.VersionID)
+	case opts.At != nil:
+		return " stored at or before " + opts.At.UTC().Format(time.RFC3339)
+	}
+	return ""
+}
+
+// findCopy picks the chosen copy of the host/instance at one destination:
+// by version id, the newest at or before At, or the newest; a copy without
+// a receipt (never proven) is passed over unless named by version id.
+func (r *Runner) findCopy(ctx context.Context, d Destination, opts RestoreOptions) (Copy, error) {
+	var found []Copy
+	instances := map[string]bool{}
+	_, err := walkHost(ctx, d, opts.Filter, 0, func(g *group) error {
+		instances[g.Instance] = true
+		for _, c := range g.Copies {
+			switch {
+			case opts.VersionID != "":
+				if c.VersionID == opts.VersionID {
+					found = append(found, c)
+				}
+			case !c.Receipt:
+			case opts.At != nil && c.Time.After(*opts.At):
+			default:
+				found = append(found, c)
+				return nil // newest first: the first that fits is the one
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return Copy{}, listError(d, err)
+	}
+	if opts.Filter.Instance == "" && len(instances) > 1 {
+		names := make([]string, 0, len(instances))
+		for n := range instances {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		return Copy{}, exitcode.Wrap(exitcode.Usage, fmt.Errorf("host %s has copies of several instances at %s (%s): pass --instance NAME", opts.Filter.Host, d.Config.Name, strings.Join(names, ", ")))
+	}
+	switch len(found) {
+	case 0:
+		return Copy{}, fmt.Errorf("%s: %w of %s%s", d.Config.Name, errNoCopy, scopeNames(opts.Filter), choiceText(opts))
+	case 1:
+		return found[0], nil
+	}
+	keys := make([]string, len(found))
+	for i, c := range found {
+		keys[i] = c.Location
+	}
+	return Copy{}, exitcode.Wrap(exitcode.Usage, fmt.Errorf("version id %q matches several copies at %s (%s): pass --instance or --destination to choose", opts.VersionID, d.Config.Name, strings.Join(keys, ", ")))
+}
+
+// apply restores the verified copy into SQL Server: the file is staged,
+// create-only and owner-only, in the folder the server reads, and removed
+// afterwards whatever the outcome.
+func (r *Runner) apply(ctx context.Context, rec *receipt.Receipt, c Copy, cc *CheckedCopy, opts RestoreOptions) error {
+	if r.ConnectRestore == nil {
+		return exitcode.Wrap(exitcode.Internal, errors.New("no SQL Server connection is configured for --apply"))
+	}
+	localDir := opts.LocalDirectory
+	if localDir == "" {
+		localDir = opts.ServerDirectory
+	}
+	key := "backup.local_directory"
+	if opts.Drill {
+		key = "drill.local_directory"
+	}
+	if err := checkPrivateDir(localDir, key); err != nil {
+		return err
+	}
+	if fi, err := os.Stat(localDir); err != nil || !fi.IsDir() {
+		return exitcode.Wrap(exitcode.Usage, fmt.Errorf("%s %s does not exist on this host: create it (readable by the SQL Server service account, closed to others)", key, localDir))
+	}
+	db, err := r.ConnectRestore(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	info, err := db.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if opts.Drill && strings.EqualFold(info.MachineName, rec.Host) && strings.EqualFold(info.InstanceName, rec.Instance) {
+		return exitcode.Wrap(exitcode.Usage, fmt.Errorf("the drill's scratch server reports itself as host %s instance %s: the very server this copy came from. A drill never restores into production: point drill.dsn_env/dsn_file at a scratch server", info.MachineName, info.InstanceName))
+	}
+	if opts.Force && !strings.EqualFold(opts.ConfirmForce, info.ServerName) {
+		return exitcode.Wrap(exitcode.Usage, fmt.Errorf("--confirm-force %q does not name the server connected to (%s): FORCE was not run", opts.ConfirmForce, info.ServerName))
+	}
+	if !opts.Drill && !strings.EqualFold(info.MachineName, rec.Host) {
+		r.Log.WarnContext(ctx, "restoring another host's key", "copy_host", rec.Host, "server", info.ServerName)
+	}
+	name := "restore-" + r.RunID[:8] + "-" + c.Name
+	local := filepath.Join(localDir, name)
+	if err := writeCreateOnly(local, cc.data); err != nil {
+		return err
+	}
+	shareWithServer(local, localDir)
+	defer func() {
+		if err := os.Remove(local); err != nil {
+			r.Log.WarnContext(ctx, "the staged key file could not be removed: remove it by hand", "path", local, "err", err.Error())
+		}
+	}()
+	r.Log.InfoContext(ctx, "restoring the service master key", "server", info.ServerName, "force", opts.Force, "drill", opts.Drill)
+	if err := db.RestoreServiceMasterKey(ctx, serverJoin(opts.ServerDirectory, name), r.Password, opts.Force); err != nil {
+		return err
+	}
+	rec.Restore.Applied, rec.Restore.Server = true, info.ServerName
+	r.Log.InfoContext(ctx, "the service master key is restored", "server", info.ServerName)
+	return nil
+}
+
+// writeCreateOnly writes data to a new file readable by its owner only; it
+// never replaces a file, and leaves nothing behind when it fails.
+func writeCreateOnly(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return exitcode.Wrap(exitcode.Usage, fmt.Errorf("%s exists already: keyescrow never overwrites a key file; choose a new name", path))
+		}
+		return exitcode.Wrap(exitcode.Usage, fmt.Errorf("cannot create %s: %w", path, err))
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return exitcode.Wrap(exitcode.Internal, fmt.Errorf("writing %s: %w", path, err))
+	}
+	return nil
+}
