@@ -14,8 +14,14 @@
 #   rclone copyto          what rclone does for one file
 #   keyescrow version      start-up cost
 # and the same on MinIO for limit and archive. Prints one markdown table.
-# Every server it starts is stopped by its PID. BENCH_ROUNDS (default 15)
-# and BENCH_WARMUP (default 2) change the number of runs.
+# Then the scale part (BENCH_SCALE=0 skips it): the real archive pipeline
+# seeds one bucket (internal/perf/seed) with 500 and 2,000 copies of one host
+# and one copy each of 250 and 1,000 hosts, each set under its own prefix,
+# and `keyescrow list --json`, `verify` and `verify --all-hosts` are measured
+# at both sizes: time, requests and peak RSS should grow with the listing's
+# pages, and memory stay flat. Every server it starts is stopped by its PID.
+# BENCH_ROUNDS (default 15) and BENCH_WARMUP (default 2) change the number of
+# runs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -45,7 +51,7 @@ ldflags="-s -w -X main.version=$(git describe --tags --always --dirty 2>/dev/nul
 echo "== building into $bin (static, as released: CGO_ENABLED=0)"
 export CGO_ENABLED=0
 go build -trimpath -ldflags "$ldflags" -o "$bin/keyescrow" ./cmd/keyescrow
-for p in ./cmd/mssql-standin ./internal/testsrv/s3srv/cmd/s3bucket ./internal/perf/limit ./internal/perf/countproxy ./internal/perf/benchrun ./internal/perf/floor; do
+for p in ./cmd/mssql-standin ./internal/testsrv/s3srv/cmd/s3bucket ./internal/perf/limit ./internal/perf/countproxy ./internal/perf/benchrun ./internal/perf/floor ./internal/perf/seed; do
   go build -trimpath -ldflags '-s -w' -o "$bin/$(basename "$p")" "$p"
 done
 
@@ -202,3 +208,45 @@ echo "== measuring: $warmup warm-up and $rounds alternating rounds, then one cou
 echo "== machine: $(nproc) cores, $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 echo "== $(/usr/bin/aws --version 2>&1 | cut -d' ' -f1), $(rclone version 2>/dev/null | head -1), $("$bin/keyescrow" version), versitygw $(go version -m .tools/bin/versitygw | awk '$1=="mod"{print $3}')"
 "$bin/benchrun" <"$work/plan.json"
+
+[ "${BENCH_SCALE:-1}" = 0 ] && exit 0
+echo
+echo "== scale: seeding one bucket with the real archive pipeline (16 at a time)"
+( set -a; . "$vgw/credentials.env"; set +a
+  "$bin/s3bucket" -endpoint "$vgw_ep" -region "$region" -ca "$vgw/certs/ca.pem" -bucket scale >/dev/null )
+scale_config() { # file endpoint prefix
+  {
+    echo "home_region: eu-west-1"
+    echo "lock_file: $work/keyescrow.lock"
+    echo "destinations:"
+    echo "  - {name: scale, type: s3, bucket: scale, region: $region, endpoint: $2, path_style: true, ca_file: $vgw/certs/ca.pem, prefix: $3, retention: {mode: COMPLIANCE, days: 1}}"
+  } >"$1"
+}
+for set in s500 s2000 f250 f1000; do
+  scale_config "$work/$set.yaml" "$vgw_ep" "$set/"
+  scale_config "$work/${set}p.yaml" "$vgw_px" "$set/"
+done
+seed() { "${vgw_env[@]}" "$bin/seed" -workers 16 -lock-dir "$work" "$@" "$work/smk.key"; }
+seed -config "$work/s500.yaml" -hosts 1 -count 500 -host-prefix BIG
+seed -config "$work/s2000.yaml" -hosts 1 -count 2000 -host-prefix BIG
+seed -config "$work/f250.yaml" -hosts 250 -count 1 -host-prefix fleet
+seed -config "$work/f1000.yaml" -hosts 1000 -count 1 -host-prefix fleet
+
+python3 - "$work/scale.json" "$work" "$ke" "$(cat "$vgw/pid")" "http://127.0.0.1:$(cat "$vgw/control-port")/take" \
+  "${BENCH_SCALE_ROUNDS:-5}" "${vgw_env[@]}" <<'PY'
+import json, sys
+out, work, ke, pid, take, rounds, env = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], int(sys.argv[6]), sys.argv[7:]
+def cmd(s, args, proxy=False): return env + [ke, *args, "--config", f"{work}/{s}{'p' if proxy else ''}.yaml"]
+rows = []
+for what, args, small, big, unit in [
+    ("list --json", ["list", "--json", "--host", "BIG"], "s500", "s2000", "copies of one host"),
+    ("verify", ["verify", "--host", "BIG"], "s500", "s2000", "copies of one host"),
+    ("verify --all-hosts", ["verify", "--all-hosts"], "f250", "f1000", "hosts, one copy each"),
+]:
+    first = f"{what}: {small[1:]} {unit}"
+    for s in (small, big):
+        rows.append(dict(name=f"{what}: {s[1:]} {unit}", argv=cmd(s, args), count_argv=cmd(s, args, True), versus=first, server_pid=pid))
+json.dump(dict(warmup=1, rounds=rounds, take=take, rows=rows), open(out, "w"), indent=1)
+PY
+echo "== scale: 1 warm-up and ${BENCH_SCALE_ROUNDS:-5} alternating rounds, then one counted run of each through the proxy"
+"$bin/benchrun" <"$work/scale.json"
