@@ -1,3 +1,5 @@
+//go:build unix
+
 // Command benchrun runs the benchmark's commands side by side and prints one
 // markdown table. It reads a JSON plan (see Plan) on standard input, runs
 // every row Warmup times, then Rounds rounds in which each row runs once —
