@@ -21,7 +21,7 @@
 # at both sizes: time, requests and peak RSS should grow with the listing's
 # pages, and memory stay flat. Every server it starts is stopped by its PID.
 # BENCH_ROUNDS (default 15) and BENCH_WARMUP (default 2) change the number of
-# runs.
+# runs; the temporary folder is removed at the end unless BENCH_KEEP=1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -64,6 +64,8 @@ cleanup() {
   done
   bash deploy/dev/s3-servers.sh stop "$work/versitygw" || true
   bash deploy/dev/s3-servers.sh stop "$work/minio" || true
+  # The scale part leaves ~150 MB of objects; BENCH_KEEP=1 keeps them.
+  [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
 
