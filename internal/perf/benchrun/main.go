@@ -69,6 +69,7 @@ type result struct {
 
 type counts struct {
 	Connections int64          `json:"connections"`
+	Peak        int            `json:"peak"`
 	Requests    int            `json:"requests"`
 	Lines       []string       `json:"lines"`
 	ByKind      map[string]int `json:"by_kind"`
@@ -245,7 +246,7 @@ func printTable(w io.Writer, res []*result) {
 		reqs, conns := "–", "–"
 		if r.counts != nil {
 			reqs = requestCell(r)
-			conns = strconv.FormatInt(r.counts.Connections, 10)
+			conns = fmt.Sprintf("%d (%d at once)", r.counts.Connections, r.counts.Peak)
 		}
 		refName := ref.Name
 		if ref == r {

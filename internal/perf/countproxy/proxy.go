@@ -28,14 +28,19 @@ type Proxy struct {
 
 	conns    atomic.Int64
 	mu       sync.Mutex
+	open     int      // connections open now
+	peak     int      // most open at once since the last Take
 	requests []string // "METHOD /path?query" in arrival order
 }
 
 // Counts is one run's figures.
 type Counts struct {
-	Connections int64    `json:"connections"`
-	Requests    int      `json:"requests"`
-	Lines       []string `json:"lines"`
+	Connections int64 `json:"connections"`
+	// Peak is the most connections open at the same time: the requests
+	// a client sends at once.
+	Peak     int      `json:"peak"`
+	Requests int      `json:"requests"`
+	Lines    []string `json:"lines"`
 	// ByKind counts requests by S3 operation, e.g. "PUT object", "HEAD bucket".
 	ByKind map[string]int `json:"by_kind"`
 }
@@ -62,6 +67,11 @@ func (p *Proxy) handle(client net.Conn) {
 		}
 	}
 	p.conns.Add(1)
+	p.mu.Lock()
+	p.open++
+	p.peak = max(p.peak, p.open)
+	p.mu.Unlock()
+	defer func() { p.mu.Lock(); p.open--; p.mu.Unlock() }()
 	up, err := p.Dial()
 	if err != nil {
 		return
@@ -130,10 +140,10 @@ func (p *Proxy) record(line string) {
 // Take returns the figures since the last Take and starts counting anew.
 func (p *Proxy) Take() Counts {
 	p.mu.Lock()
-	lines := p.requests
-	p.requests = nil
+	lines, peak := p.requests, p.peak
+	p.requests, p.peak = nil, p.open
 	p.mu.Unlock()
-	c := Counts{Connections: p.conns.Swap(0), Requests: len(lines), Lines: lines, ByKind: map[string]int{}}
+	c := Counts{Connections: p.conns.Swap(0), Peak: peak, Requests: len(lines), Lines: lines, ByKind: map[string]int{}}
 	if c.Lines == nil {
 		c.Lines = []string{}
 	}

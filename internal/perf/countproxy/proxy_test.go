@@ -66,6 +66,9 @@ func TestProxyCountsRequestsAndConnections(t *testing.T) {
 	if got.Requests != 2 || got.ByKind["PUT object"] != 1 || got.ByKind["HEAD object"] != 1 {
 		t.Fatalf("counts = %+v; want one PUT object and one HEAD object", got)
 	}
+	if got.Peak != 1 {
+		t.Fatalf("peak = %d; want 1 (one request at a time)", got.Peak)
+	}
 	if got.Connections < 1 || got.Connections > 2 {
 		t.Fatalf("connections = %d; want 1 (kept alive) or 2 (closed after each response)", got.Connections)
 	}
