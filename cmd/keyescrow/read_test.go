@@ -11,10 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyescrow/keyescrow/internal/mssqltest"
-	"github.com/keyescrow/keyescrow/internal/storage/azstore/recorded"
 	"github.com/keyescrow/keyescrow/internal/testsrv"
-	"github.com/keyescrow/keyescrow/internal/testsrv/azurite"
 	"github.com/keyescrow/keyescrow/internal/testsrv/s3srv"
 )
 
@@ -354,15 +351,7 @@ func TestReadCommandsOnAzurite(t *testing.T) {
 }
 
 func TestReadCommandsOnRecordedAzure(t *testing.T) {
-	srv := recorded.Start(t, recorded.Options{Container: "sqlkeys"})
-	a := &azEnv{env: newEnv(t, mssqltest.Config{})}
-	secret := "cs~" + randHex(12)
-	a.secrets = []string{secret}
-	tok := azurite.StartTokenServer(t, srv.TLS, azTenant, azClient, secret)
-	a.vars["AZURE_AUTHORITY_HOST"] = tok.AuthorityHost
-	a.vars["KEYESCROW_TEST_AZ_CLIENT_SECRET"] = secret
-	a.writeAzConfig(map[string]string{"account_url": srv.AccountURL, "container": "sqlkeys", "auth": "client-secret",
-		"tenant_id": azTenant, "client_id": azClient, "client_secret_env": "KEYESCROW_TEST_AZ_CLIENT_SECRET", "ca_file": srv.TLS.CA}, "region")
+	a, srv := newRecordedAzEnv(t)
 	readScenario(t, readWorld{e: a.env, destination: "offsite-azure", versioned: true,
 		corrupt: func(t *testing.T, _ []byte, location, versionID string) {
 			if !srv.Corrupt("sqlkeys", blobName(t, location, "sqlkeys"), versionID) {
