@@ -359,3 +359,33 @@ func TestReadCommandsOnRecordedAzure(t *testing.T) {
 			}
 		}})
 }
+
+// Wrong credentials: every read command says so with exit 5, --json stays
+// one document, and nothing is written.
+func TestReadCommandsWithWrongCredentials(t *testing.T) {
+	srv := s3srv.Start(t, s3srv.VersityGW, s3Region)
+	e := newS3Env(t, srv, lockBucket())
+	wrong := "Wr0ng" + randHex(16)
+	e.vars["AWS_SECRET_ACCESS_KEY"] = wrong
+	e.secrets = append(e.secrets, wrong)
+
+	r := e.run("list", "--config", e.cfgPath, "--json")
+	var l listDoc
+	decodeStrict(t, r.stdout, &l)
+	if r.code != 5 || l.Status != "failed" || l.ExitCode != 5 || l.Destinations[0].Error == nil || !strings.Contains(l.Destinations[0].Error.Message, "credentials") {
+		t.Errorf("list: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	r = e.run("verify", "--config", e.cfgPath, "--json", "--host", "SQLHOST07")
+	var a auditDoc
+	decodeStrict(t, r.stdout, &a)
+	if r.code != 5 || a.Status != "failed" || a.Destinations[0].Error == nil {
+		t.Errorf("verify: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	out := filepath.Join(e.root, "smk.key")
+	if r := e.run("restore", "--config", e.cfgPath, "--host", "SQLHOST07", "--out", out); r.code != 5 || !strings.Contains(r.stderr, "credentials") {
+		t.Errorf("restore: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("a failed restore wrote %s", out)
+	}
+}
