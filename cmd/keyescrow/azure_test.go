@@ -355,7 +355,11 @@ func serviceSAS(t *testing.T, name string) string {
 // back, a matching checksum and a read-back, and the receipt is stored
 // beside the key, locked the same way. The region is waived: it is proven
 // only through Azure Resource Manager, which a 127.0.0.1 account has not.
-func TestAzureBackupAgainstRecordedAzureIsLockedAndVerified(t *testing.T) {
+// newRecordedAzEnv is a world whose one destination is the recorded Azure
+// layer (container sqlkeys), reached with a client secret through the fake
+// Entra ID; the region is waived (a 127.0.0.1 account has no ARM id).
+func newRecordedAzEnv(t *testing.T) (*azEnv, *recorded.Server) {
+	t.Helper()
 	srv := recorded.Start(t, recorded.Options{Container: "sqlkeys"})
 	a := &azEnv{env: newEnv(t, mssqltest.Config{})}
 	secret := "cs~" + randHex(12)
@@ -365,6 +369,11 @@ func TestAzureBackupAgainstRecordedAzureIsLockedAndVerified(t *testing.T) {
 	a.vars["KEYESCROW_TEST_AZ_CLIENT_SECRET"] = secret
 	a.writeAzConfig(map[string]string{"account_url": srv.AccountURL, "container": "sqlkeys", "auth": "client-secret",
 		"tenant_id": azTenant, "client_id": azClient, "client_secret_env": "KEYESCROW_TEST_AZ_CLIENT_SECRET", "ca_file": srv.TLS.CA}, "region")
+	return a, srv
+}
+
+func TestAzureBackupAgainstRecordedAzureIsLockedAndVerified(t *testing.T) {
+	a, srv := newRecordedAzEnv(t)
 
 	r := a.run("check", "--config", a.cfgPath, "--json")
 	if r.code != 0 {

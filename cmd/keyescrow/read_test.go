@@ -11,10 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyescrow/keyescrow/internal/mssqltest"
-	"github.com/keyescrow/keyescrow/internal/storage/azstore/recorded"
 	"github.com/keyescrow/keyescrow/internal/testsrv"
-	"github.com/keyescrow/keyescrow/internal/testsrv/azurite"
 	"github.com/keyescrow/keyescrow/internal/testsrv/s3srv"
 )
 
@@ -354,19 +351,41 @@ func TestReadCommandsOnAzurite(t *testing.T) {
 }
 
 func TestReadCommandsOnRecordedAzure(t *testing.T) {
-	srv := recorded.Start(t, recorded.Options{Container: "sqlkeys"})
-	a := &azEnv{env: newEnv(t, mssqltest.Config{})}
-	secret := "cs~" + randHex(12)
-	a.secrets = []string{secret}
-	tok := azurite.StartTokenServer(t, srv.TLS, azTenant, azClient, secret)
-	a.vars["AZURE_AUTHORITY_HOST"] = tok.AuthorityHost
-	a.vars["KEYESCROW_TEST_AZ_CLIENT_SECRET"] = secret
-	a.writeAzConfig(map[string]string{"account_url": srv.AccountURL, "container": "sqlkeys", "auth": "client-secret",
-		"tenant_id": azTenant, "client_id": azClient, "client_secret_env": "KEYESCROW_TEST_AZ_CLIENT_SECRET", "ca_file": srv.TLS.CA}, "region")
+	a, srv := newRecordedAzEnv(t)
 	readScenario(t, readWorld{e: a.env, destination: "offsite-azure", versioned: true,
 		corrupt: func(t *testing.T, _ []byte, location, versionID string) {
 			if !srv.Corrupt("sqlkeys", blobName(t, location, "sqlkeys"), versionID) {
 				t.Fatalf("no stored version %s of %s", versionID, location)
 			}
 		}})
+}
+
+// Wrong credentials: every read command says so with exit 5, --json stays
+// one document, and nothing is written.
+func TestReadCommandsWithWrongCredentials(t *testing.T) {
+	srv := s3srv.Start(t, s3srv.VersityGW, s3Region)
+	e := newS3Env(t, srv, lockBucket())
+	wrong := "Wr0ng" + randHex(16)
+	e.vars["AWS_SECRET_ACCESS_KEY"] = wrong
+	e.secrets = append(e.secrets, wrong)
+
+	r := e.run("list", "--config", e.cfgPath, "--json")
+	var l listDoc
+	decodeStrict(t, r.stdout, &l)
+	if r.code != 5 || l.Status != "failed" || l.ExitCode != 5 || l.Destinations[0].Error == nil || !strings.Contains(l.Destinations[0].Error.Message, "credentials") {
+		t.Errorf("list: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	r = e.run("verify", "--config", e.cfgPath, "--json", "--host", "SQLHOST07")
+	var a auditDoc
+	decodeStrict(t, r.stdout, &a)
+	if r.code != 5 || a.Status != "failed" || a.Destinations[0].Error == nil {
+		t.Errorf("verify: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	out := filepath.Join(e.root, "smk.key")
+	if r := e.run("restore", "--config", e.cfgPath, "--host", "SQLHOST07", "--out", out); r.code != 5 || !strings.Contains(r.stderr, "credentials") {
+		t.Errorf("restore: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("a failed restore wrote %s", out)
+	}
 }

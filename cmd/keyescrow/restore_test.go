@@ -44,7 +44,7 @@ func TestFromADeadServerToARestoredKeyInTwoCommands(t *testing.T) {
 	e.vars["KEYESCROW_SQLSERVER_DSN"] = rebuilt.DSN(loginUser, loginPW, nil)
 
 	r := e.run("list", "--config", e.cfgPath, "--host", "SQLHOST01")
-	if r.code != 0 || !strings.Contains(r.stdout, "1 copies") {
+	if r.code != 0 || !strings.Contains(r.stdout, "1 copy") {
 		t.Fatalf("list: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 	r = e.run("restore", "--config", e.cfgPath, "--json", "--host", "SQLHOST01", "--apply")

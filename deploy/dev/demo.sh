@@ -107,4 +107,14 @@ field 'all(d["status"] == "verified" and d["read_back"] and d["checksum"]["match
 field '[d for d in r["destinations"] if d["type"] == "s3"][0]["retention"]["mode"]' | grep -qx COMPLIANCE || { echo "the S3 copy is not under COMPLIANCE retention"; exit 6; }
 echo "== metrics ($work/keyescrow.prom):"
 grep -E '^keyescrow_(last_run_success|destination_up)' "$work/keyescrow.prom"
-echo "== both copies verified and locked where the destination can lock; files are in $work"
+
+# The way back: the audit a monitoring job runs, and a restore of the copy,
+# byte for byte what SQL Server wrote.
+echo "== keyescrow verify --host DEMOHOST"
+"$bin/keyescrow" verify --config "$work/keyescrow.yaml" --host DEMOHOST || { rc=$?; echo "verify failed with exit $rc"; exit "$rc"; }
+echo "== keyescrow restore --host DEMOHOST --destination offsite-s3 --out $work/restored.key"
+"$bin/keyescrow" restore --config "$work/keyescrow.yaml" --host DEMOHOST --destination offsite-s3 --out "$work/restored.key" || { rc=$?; echo "restore failed with exit $rc"; exit "$rc"; }
+restored=$(sha256sum "$work/restored.key" | cut -d' ' -f1)
+echo "== sha256sum of the restored copy: $restored"
+[ "$restored" = "$want" ] || { echo "the restored copy differs"; exit 6; }
+echo "== both copies verified and locked where the destination can lock, audited, and restored; files are in $work"

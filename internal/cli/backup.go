@@ -74,7 +74,12 @@ func (inv *invocation) report(rec *receipt.Receipt, err error) error {
 	if err != nil {
 		inv.logFailure("run failed", err)
 	} else {
-		inv.log.Info("run ok: every destination verified", "destinations", len(rec.Destinations))
+		switch inv.cmd.name {
+		case "restore", "drill":
+			inv.log.Info(inv.cmd.name+" ok: the copy verified", "applied", rec.Restore != nil && rec.Restore.Applied)
+		default:
+			inv.log.Info("run ok: every destination verified", "destinations", len(rec.Destinations))
+		}
 	}
 	if inv.metricsFile != "" {
 		if merr := metrics.Write(inv.metricsFile, inv.cmd.name, rec); merr != nil {

@@ -150,11 +150,18 @@ func (o *listOutput) finish(listed []escrow.Listed, err error) error {
 		}
 	}
 	if o.started {
-		fmt.Fprintf(o.w, "%s: %d copies\n", status, o.n)
+		fmt.Fprintf(o.w, "%s: %s\n", status, copies(o.n))
 	} else if err != nil {
 		fmt.Fprintf(o.w, "failed: error(%d): %s\n", code, err.Error())
 	}
 	return errors.Join(err, o.w.Flush())
+}
+
+func copies(n int) string {
+	if n == 1 {
+		return "1 copy"
+	}
+	return fmt.Sprintf("%d copies", n)
 }
 
 func dash(s string) string {
@@ -291,7 +298,7 @@ func auditText(a *escrow.Audit) string {
 	for _, d := range a.Destinations {
 		fmt.Fprintf(&b, "  %s (%s): %s\n", d.Name, d.Type, d.Status)
 		for _, g := range d.Groups {
-			fmt.Fprintf(&b, "    %s/%s %s: %s, %d copies", g.Host, g.Instance, g.Kind, g.Status, g.Copies)
+			fmt.Fprintf(&b, "    %s/%s %s: %s, %s", g.Host, g.Instance, g.Kind, g.Status, copies(g.Copies))
 			if g.Newest != nil {
 				fmt.Fprintf(&b, ", newest proven %s (%s old)", g.Newest.Format(time.RFC3339), (time.Duration(g.NewestAgeSeconds) * time.Second).String())
 			} else {

@@ -245,10 +245,19 @@ func (r *Runner) logGroup(ctx context.Context, d Destination, g AuditedGroup) {
 // judges them; Newest is the newest that verified.
 func (r *Runner) auditGroup(ctx context.Context, d Destination, g *group, now time.Time) (AuditedGroup, error) {
 	ag := AuditedGroup{Host: g.Host, Instance: g.Instance, Kind: g.Kind, Copies: g.Total, Checked: make([]CheckedCopy, len(g.Copies))}
+	next := make(chan int)
 	var wg sync.WaitGroup
-	for i, c := range g.Copies {
-		wg.Go(func() { ag.Checked[i] = r.checkCopy(ctx, d, c, now) })
+	for range min(receiptReaders, len(g.Copies)) {
+		wg.Go(func() {
+			for i := range next {
+				ag.Checked[i] = r.checkCopy(ctx, d, g.Copies[i], now)
+			}
+		})
 	}
+	for i := range g.Copies {
+		next <- i
+	}
+	close(next)
 	wg.Wait()
 	var errs []error
 	for i, cc := range ag.Checked {

@@ -47,6 +47,7 @@ func (t target) lockUntil(now time.Time) *storage.Retention {
 // copyAndProve writes kf to t under key, create-only, and proves the copy:
 // the version exists, the service's checksum equals ours, the retention read
 // back is at least what was asked, and the stored bytes re-hash the same.
+// The properties and the bytes are read concurrently, by version id.
 // The returned Destination is "verified" only when all of that held; err
 // carries the exit code otherwise.
 func copyAndProve(ctx context.Context, t target, key string, kf *keyFile) (receipt.Destination, error) {
@@ -76,7 +77,20 @@ func copyAndProve(ctx context.Context, t target, key string, kf *keyFile) (recei
 		return fail(d, verifyError(t, "the service returned no version id for the new copy: versioning is not in effect"))
 	}
 
+	// The service's description and the stored bytes are read at once (two
+	// requests, one round trip); both must hold before the copy counts.
+	var (
+		sum      [sha256.Size]byte
+		n        int64
+		readErr  error
+		readDone = make(chan struct{})
+	)
+	go func() {
+		defer close(readDone)
+		sum, n, readErr = readBack(ctx, t.backend, key, obj.VersionID, int64(len(kf.data)))
+	}()
 	st, err := t.backend.Stat(ctx, key, obj.VersionID)
+	<-readDone
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return fail(d, verifyError(t, fmt.Sprintf("the version just written (%q) cannot be found: %v", obj.VersionID, err)))
@@ -109,9 +123,8 @@ func copyAndProve(ctx context.Context, t target, key string, kf *keyFile) (recei
 		return fail(d, verifyError(t, "a legal hold was asked but the stored copy has none"))
 	}
 
-	sum, n, err := readBack(ctx, t.backend, key, obj.VersionID, int64(len(kf.data)))
-	if err != nil {
-		return fail(d, transferError("read back", t, key, err))
+	if readErr != nil {
+		return fail(d, transferError("read back", t, key, readErr))
 	}
 	d.ReadBack = true
 	if n != int64(len(kf.data)) || sum != kf.sha256 {
