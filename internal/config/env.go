@@ -53,7 +53,7 @@ func applyEnv(c *Config, env Env, list EnvList) ([]Warning, error) {
 	used := map[string]bool{}
 	var problems errs
 	try := func(segs []string) {
-		name := EnvName(strings.Join(segs, "."))
+		name := EnvPrefix + strings.ToUpper(strings.Join(segs, "_"))
 		val, ok := env(name)
 		if !ok {
 			return
@@ -130,6 +130,9 @@ func unknownEnv(c *Config, entries []string, used map[string]bool) ([]Warning, e
 			names = append(names, name)
 		}
 	}
+	if len(names) == 0 {
+		return nil, nil
+	}
 	slices.Sort(names)
 	names = slices.Compact(names)
 
@@ -180,8 +183,8 @@ func matchIndex(patterns []*regexp.Regexp, name string) int {
 // secretEnvNames returns the variables that hold secrets or name the config
 // file: never overrides, never warned about.
 func (c *Config) secretEnvNames() map[string]bool {
-	names := map[string]bool{ConfigEnv: true, DefaultPasswordEnv: true, DefaultDSNEnv: true}
-	srcs := []SecretSource{c.PasswordSource(), c.DSNSource()}
+	names := map[string]bool{ConfigEnv: true, DefaultPasswordEnv: true, DefaultDSNEnv: true, DefaultDrillDSNEnv: true}
+	srcs := []SecretSource{c.PasswordSource(), c.DSNSource(), c.DrillDSNSource()}
 	for _, d := range c.Destinations {
 		srcs = append(srcs, d.AccountKeySource(), d.SASSource(), d.ClientSecretSource(), d.ClientCertificatePasswordSource())
 	}

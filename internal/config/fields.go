@@ -110,9 +110,13 @@ func display(segs []string) string {
 
 // splitPath accepts "destinations.0.path" and "destinations[0].path".
 func splitPath(path string) []string {
-	path = strings.NewReplacer("[", ".", "]", "").Replace(path)
+	path = indexBrackets.Replace(path)
 	return strings.FieldsFunc(path, func(r rune) bool { return r == '.' })
 }
+
+// indexBrackets turns "destinations[0]" into "destinations.0" (built once:
+// splitPath runs for every configuration key on every start).
+var indexBrackets = strings.NewReplacer("[", ".", "]", "")
 
 // errIndex is returned by locate when a list index is out of range.
 var errIndex = errors.New("index out of range")
