@@ -8,7 +8,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 .PHONY: build test demo bench deps tools-s3 tools-azurite vet fmt fuzz windows release-check clean
 
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o .tools/bin/keyescrow ./cmd/keyescrow
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o .tools/bin/keyescrow ./cmd/keyescrow
 
 # The whole test suite: unit, conformance (also against versitygw and MinIO
 # over HTTPS), stand-in, FreeTDS cross-check and black-box tests of the
@@ -68,7 +68,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseBackupServiceMasterKey$$' -fuzztime 200000x ./internal/mssqltest/
 
 windows:
-	GOOS=windows GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o .tools/bin/keyescrow.exe ./cmd/keyescrow
+	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o .tools/bin/keyescrow.exe ./cmd/keyescrow
 
 # GoReleaser: check the config, build the three release archives twice as a
 # snapshot and prove them reproducible (dist/SHA256SUMS).

@@ -20,7 +20,7 @@ bash deploy/dev/s3-servers.sh install
 
 bin=.tools/bin
 mkdir -p "$bin"
-go build -trimpath -o "$bin/keyescrow" ./cmd/keyescrow
+CGO_ENABLED=0 go build -trimpath -o "$bin/keyescrow" ./cmd/keyescrow  # as released: no cgo
 go build -trimpath -o "$bin/mssql-standin" ./cmd/mssql-standin
 go build -trimpath -o "$bin/s3bucket" ./internal/testsrv/s3srv/cmd/s3bucket
 
