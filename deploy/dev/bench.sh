@@ -2,9 +2,10 @@
 # The performance benchmark (README "Performance"): `make bench`. Run by
 # hand, never by `make test` or CI. On a fresh Debian machine it installs
 # what it needs, only when missing (hyperfine, awscli, rclone, GNU time,
-# curl, python3; versitygw and MinIO pinned via s3-servers.sh), starts
-# versitygw and MinIO over HTTPS with throw-away certificates, Object Lock
-# buckets, the TDS stand-in and a counting proxy per server, and measures side
+# curl, python3; versitygw and MinIO pinned via s3-servers.sh, Azurite via
+# azurite.sh), starts versitygw, MinIO and Azurite over HTTPS with throw-away
+# certificates, Object Lock buckets (a container on Azurite), the TDS
+# stand-in and a counting proxy per server, and measures side
 # by side, alternating, after warm-up (internal/perf/benchrun):
 #   limit                  internal/perf/limit: PutObject + HeadObject + GetObject, the least possible
 #   keyescrow archive      a 150-byte file, a new key each run, preflight included
@@ -13,7 +14,9 @@
 #   awscli                 put-object + head-object + get-object + sha256sum, as a user would script it
 #   rclone copyto          what rclone does for one file
 #   keyescrow version      start-up cost
-# and the same on MinIO for limit and archive. Prints one markdown table.
+# and the same on MinIO for limit and archive, and keyescrow archive to
+# Azurite (which keeps no versions or locks: those checks waived, so that
+# row is the Azure path's cost, not a WORM copy). Prints one markdown table.
 # Then the scale part (BENCH_SCALE=0 skips it): the real archive pipeline
 # seeds one bucket (internal/perf/seed) with 500 and 2,000 copies of one host
 # and one copy each of 250 and 1,000 hosts, each set under its own prefix,
@@ -51,7 +54,7 @@ ldflags="-s -w -X main.version=$(git describe --tags --always --dirty 2>/dev/nul
 echo "== building into $bin (static, as released: CGO_ENABLED=0)"
 export CGO_ENABLED=0
 go build -trimpath -ldflags "$ldflags" -o "$bin/keyescrow" ./cmd/keyescrow
-for p in ./cmd/mssql-standin ./internal/testsrv/s3srv/cmd/s3bucket ./internal/perf/limit ./internal/perf/countproxy ./internal/perf/benchrun ./internal/perf/floor ./internal/perf/seed; do
+for p in ./cmd/mssql-standin ./internal/testsrv/s3srv/cmd/s3bucket ./internal/testsrv/azurite/cmd/azcontainer ./internal/perf/limit ./internal/perf/countproxy ./internal/perf/benchrun ./internal/perf/floor ./internal/perf/seed; do
   go build -trimpath -ldflags '-s -w' -o "$bin/$(basename "$p")" "$p"
 done
 
@@ -64,6 +67,7 @@ cleanup() {
   done
   bash deploy/dev/s3-servers.sh stop "$work/versitygw" || true
   bash deploy/dev/s3-servers.sh stop "$work/minio" || true
+  bash deploy/dev/azurite.sh stop "$work/azurite" || true
   # The scale part leaves ~150 MB of objects; BENCH_KEEP=1 keeps them.
   [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$work"
 }
@@ -94,6 +98,18 @@ for kind in versitygw minio; do
     done )
   proxy "$kind" "$dir" "$(cat "$dir/endpoint")"
 done
+# Azurite (HTTPS) for the Azure path: it keeps no versions and no locks, so
+# its row runs with those checks waived and is no WORM copy; it shows what
+# the Azure client and pipeline cost.
+bash deploy/dev/azurite.sh install
+az=$work/azurite
+mkdir -p "$az"
+az_port=$(bash deploy/dev/azurite.sh start "$az" https | tail -1)
+ln -s tls "$az/certs"
+az_ep="https://127.0.0.1:$az_port"
+"$bin/azcontainer" -account-url "$az_ep/devstoreaccount1" -ca "$az/certs/ca.pem" -container bench
+proxy azurite "$az" "$az_ep"
+az_px="https://127.0.0.1:$(cat "$az/proxy-port")"
 vgw=$work/versitygw
 mio=$work/minio
 vgw_ep=$(cat "$vgw/endpoint"); vgw_px="https://127.0.0.1:$(cat "$vgw/proxy-port")"
@@ -141,6 +157,19 @@ config "$work/v3.yaml" "$vgw_ep" "$vgw/certs/ca.pem" bench bench2 bench3
 config "$work/v3p.yaml" "$vgw_px" "$vgw/certs/ca.pem" bench bench2 bench3
 config "$work/m1.yaml" "$mio_ep" "$mio/certs/ca.pem" bench
 config "$work/m1p.yaml" "$mio_px" "$mio/certs/ca.pem" bench
+azconfig() { # file endpoint → a keyescrow config with one azureblob destination on Azurite
+  cat >"$1" <<YAML
+backup:
+  server_directory: $work/keys
+home_region: eu-west-1
+lock_file: $work/keyescrow.lock
+waive: [region, versioning, immutability]
+destinations:
+  - {name: bench, type: azureblob, account_url: $2/devstoreaccount1, container: bench, auth: shared-key, account_key_env: KEYESCROW_BENCH_AZ_KEY, ca_file: $az/certs/ca.pem, retention: {mode: locked, days: 1}}
+YAML
+}
+azconfig "$work/a1.yaml" "$az_ep"
+azconfig "$work/a1p.yaml" "$az_px"
 
 # awscli as a user would script the same three steps (awscli 2.9 has no
 # --if-none-match: its put-object is not create-only).
@@ -161,6 +190,8 @@ chmod +x "$work/awscli.sh"
 ke=$bin/keyescrow
 vgw_env=(env "AWS_ACCESS_KEY_ID=$vgw_id" "AWS_SECRET_ACCESS_KEY=$vgw_secret")
 mio_env=(env "AWS_ACCESS_KEY_ID=$mio_id" "AWS_SECRET_ACCESS_KEY=$mio_secret")
+# Azurite's well-known development key (published by Microsoft; no secret).
+az_env=(env "KEYESCROW_BENCH_AZ_KEY=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==")
 rclone_env=(env RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=Other "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=$vgw_id"
   "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=$vgw_secret" "RCLONE_CONFIG_BENCH_REGION=$region")
 
@@ -169,6 +200,7 @@ import json, sys
 work, bin = "$work", "$bin"
 vgw_env = json.loads('''$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1:]))' "${vgw_env[@]}")''')
 mio_env = json.loads('''$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1:]))' "${mio_env[@]}")''')
+az_env = json.loads('''$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1:]))' "${az_env[@]}")''')
 rclone_env = json.loads('''$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1:]))' "${rclone_env[@]}")''')
 ke = "$ke"
 vgw_ca, mio_ca = "$vgw/certs/ca.pem", "$mio/certs/ca.pem"
@@ -176,13 +208,14 @@ vgw_ep, vgw_px, mio_ep, mio_px = "$vgw_ep", "$vgw_px", "$mio_ep", "$mio_px"
 f, key_sum, until = work + "/smk.key", "$sum_b64", "$until"
 vgw_take = "http://127.0.0.1:$(cat "$vgw/control-port")/take"
 mio_take = "http://127.0.0.1:$(cat "$mio/control-port")/take"
+az_take = "http://127.0.0.1:$(cat "$az/control-port")/take"
 def limit(env, ep, ca): return env + [bin + "/limit", "-endpoint", ep, "-ca", ca, "-bucket", "bench", "-key", "limit/{n}.key", f]
 def archive(env, cfg): return env + [ke, "archive", "--config", cfg, "--host", "BENCHHOST", "--instance", "BENCH", f]
 def backup(env, cfg): return env + [ke, "backup", "--config", cfg]
 def awscli(ep): return vgw_env + [work + "/awscli.sh", ep, vgw_ca, "bench", "awscli/{n}.key", f, key_sum, until, work + "/awscli.out"]
 def rclone(ep): return rclone_env + ["rclone", "copyto", "--ca-cert", vgw_ca, "--s3-endpoint", ep, f, "bench:bench/rclone/{n}.key"]
 receipt = ["PUT receipt"]
-vgw_pid, mio_pid = int("$(cat "$vgw/pid")"), int("$(cat "$mio/pid")")
+vgw_pid, mio_pid, az_pid = int("$(cat "$vgw/pid")"), int("$(cat "$mio/pid")"), int("$(cat "$az/azurite.pid")")
 rows = [
   dict(name="limit (versitygw)", argv=limit(vgw_env, vgw_ep, vgw_ca), count_argv=limit(vgw_env, vgw_px, vgw_ca), server_pid=vgw_pid),
   dict(name="keyescrow archive (versitygw)", argv=archive(vgw_env, work + "/v1.yaml"), count_argv=archive(vgw_env, work + "/v1p.yaml"), apart=receipt, server_pid=vgw_pid),
@@ -192,6 +225,7 @@ rows = [
   dict(name="awscli put+head+get (versitygw)", argv=awscli(vgw_ep), count_argv=awscli(vgw_px), server_pid=vgw_pid),
   dict(name="limit (MinIO)", argv=limit(mio_env, mio_ep, mio_ca), count_argv=limit(mio_env, mio_px, mio_ca), take=mio_take, server_pid=mio_pid),
   dict(name="keyescrow archive (MinIO)", argv=archive(mio_env, work + "/m1.yaml"), count_argv=archive(mio_env, work + "/m1p.yaml"), apart=receipt, take=mio_take, versus="limit (MinIO)", server_pid=mio_pid),
+  dict(name="keyescrow archive (Azurite, versions and locks waived)", argv=archive(az_env, work + "/a1.yaml"), count_argv=archive(az_env, work + "/a1p.yaml"), apart=receipt, take=az_take, versus="keyescrow archive (versitygw)", server_pid=az_pid),
   dict(name="Go floor: print a line", argv=[bin + "/floor"], versus="Go floor: print a line"),
   dict(name="keyescrow version", argv=[ke, "version"], versus="Go floor: print a line"),
 ]
