@@ -198,6 +198,40 @@ lock_file: 'C:\key escrow\run\keyescrow.lock'
 		}
 	})
 
+	t.Run("list, verify and restore on C:", func(t *testing.T) {
+		r := w.run("--json", "list", "--host", "winhost01")
+		var l listDoc
+		if err := json.Unmarshal([]byte(r.stdout), &l); err != nil || r.code != 0 || len(l.Copies) != 1 || l.Copies[0].Instance != "INST1" || len(l.Copies[0].SHA256) != 64 {
+			t.Fatalf("list: exit %d (%v)\n%s%s", r.code, err, r.stdout, r.stderr)
+		}
+		if r := w.run("verify", "--host", "WINHOST01"); r.code != 0 || !strings.Contains(r.stdout, "ok verify") {
+			t.Fatalf("verify: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		out := `C:\key escrow\restored it's.key`
+		if r := w.run("restore", "--host", "WINHOST01", "--out", out); r.code != 0 {
+			t.Fatalf("restore: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		data, err := os.ReadFile(filepath.Join(w.drive, "key escrow", "restored it's.key"))
+		if err != nil || sha(data) != l.Copies[0].SHA256 {
+			t.Fatalf("the restored file (%v) does not hash to the receipt's %s", err, l.Copies[0].SHA256)
+		}
+		if r := w.run("restore", "--host", "WINHOST01", "--out", out); r.code != 2 || !strings.Contains(r.stderr, "never overwrites") {
+			t.Errorf("a second restore to the same file: exit %d, want 2\n%s", r.code, r.stderr)
+		}
+		// Into SQL Server: staged in the key folder through Z:, read by
+		// the server from its own path, removed afterwards.
+		before := srv.ServiceMasterKey()
+		if r := w.run("restore", "--host", "WINHOST01", "--apply"); r.code != 0 || !strings.Contains(r.stdout, `restored into WINHOST01\INST1`) {
+			t.Fatalf("restore --apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		if !bytes.Equal(srv.ServiceMasterKey(), before) {
+			t.Error("restoring the server's own key changed it")
+		}
+		if ents, _ := os.ReadDir(keys); len(ents) != 0 {
+			t.Errorf("the staged key file was left in the key folder: %v", ents)
+		}
+	})
+
 	t.Run("a missing password is exit 2", func(t *testing.T) {
 		delete(w.vars, "KEYESCROW_BACKUP_PASSWORD")
 		defer func() { w.vars["KEYESCROW_BACKUP_PASSWORD"] = backupPW }()
