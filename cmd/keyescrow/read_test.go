@@ -331,8 +331,9 @@ func TestReadCommandsOnS3(t *testing.T) {
 			if kind == s3srv.MinIO {
 				// MinIO keeps a small object inline in its metadata file,
 				// guarded by a bitrot hash, and refuses to serve it when
-				// changed there; a copy altered on the way back (the
-				// proxy) stands for a service that returns wrong bytes.
+				// changed there (TestACopyMinIOCannotServeIsNeverGood); a
+				// copy altered on the way back (the proxy) stands for a
+				// service that returns wrong bytes.
 				w.corrupt = func(t *testing.T, _ []byte, location, _ string) {
 					e.proxy.TamperKey(e.bucket, strings.TrimPrefix(location, "s3://"+e.bucket+"/"))
 				}
@@ -387,5 +388,41 @@ func TestReadCommandsWithWrongCredentials(t *testing.T) {
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Errorf("a failed restore wrote %s", out)
+	}
+}
+
+// MinIO guards a small object's bytes on disk with a bitrot hash: a byte
+// flipped there makes it refuse the read (503 SlowDownRead) rather than
+// serve wrong bytes. Such a copy never counts as proven: verify reports it
+// and, with no other copy, the host as stale (exit 8); restore refuses it
+// (exit 5) and writes nothing.
+func TestACopyMinIOCannotServeIsNeverGood(t *testing.T) {
+	srv := s3srv.Start(t, s3srv.MinIO, s3Region)
+	e := newS3Env(t, srv, lockBucket())
+	content := make([]byte, 150)
+	_, _ = rand.Read(content)
+	f := filepath.Join(e.root, "smk.key")
+	if err := os.WriteFile(f, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.run("archive", "--config", e.cfgPath, "--host", "SQLHOST07", "--instance", "I", f); r.code != 0 {
+		t.Fatalf("archive: exit %d\n%s", r.code, r.stderr)
+	}
+	if n, err := testsrv.CorruptStored(srv.DataDir, content); err != nil || n == 0 {
+		t.Fatalf("corrupting MinIO's stored copy: %d files, %v", n, err)
+	}
+	r := e.run("verify", "--config", e.cfgPath, "--json", "--host", "SQLHOST07")
+	var a auditDoc
+	decodeStrict(t, r.stdout, &a)
+	g := a.Destinations[0].Groups[0]
+	if r.code != 8 || g.Newest != nil || g.Checked[0].Status != "failed" || g.Checked[0].Error.Code != 5 {
+		t.Errorf("verify: exit %d, want 8 with the copy failed (5)\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	out := filepath.Join(e.root, "restored.key")
+	if r := e.run("restore", "--config", e.cfgPath, "--host", "SQLHOST07", "--out", out); r.code != 5 {
+		t.Errorf("restore: exit %d, want 5\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("a refused restore wrote %s", out)
 	}
 }
