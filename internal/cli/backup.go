@@ -45,13 +45,7 @@ func (a *App) runArchive(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return inv.failEarly(err)
 	}
-	host := inv.host
-	if host == "" {
-		if host, err = a.Hostname(); err != nil || host == "" {
-			host = "localhost"
-		}
-	}
-	r.Hostname = host
+	r.Hostname = inv.defaultHost()
 	rec, err := r.Archive(ctx, file, inv.instance)
 	return inv.report(rec, err)
 }

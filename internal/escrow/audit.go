@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"sync"
 	"time"
@@ -362,20 +361,6 @@ func (r *Runner) checkCopy(ctx context.Context, d Destination, c Copy, now time.
 	cc.Status = receipt.DestVerified
 	cc.data = data
 	return cc
-}
-
-// download reads a version whole, at most one byte more than expected.
-func download(ctx context.Context, b storage.Backend, key, versionID string, want int64) ([]byte, error) {
-	rc, err := b.Open(ctx, key, versionID)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	var buf bytes.Buffer
-	if _, err := io.Copy(&buf, io.LimitReader(rc, want+1)); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }
 
 // isTransfer reports a failed request (as opposed to bad content).

@@ -76,8 +76,6 @@ type group struct {
 	// written only for proven copies, so this is the newest proven copy's
 	// time as far as the listing tells.
 	NewestReceipt time.Time
-	// NewestReceiptKey is that receipt's copy key.
-	NewestReceiptKey string
 }
 
 // walker streams a destination's listing into host/instance/kind groups.
@@ -94,8 +92,7 @@ type walker struct {
 	receipts  map[string]string // copy key → receipt's current version id
 	lastKey   string            // the key whose versions are being listed
 	keyHidden bool              // lastKey's newest entry is a delete marker
-	receiptOK bool              // the receipt key's current version was seen
-	Foreign   int               // objects outside the layout, ignored
+	foreign   int               // objects outside the layout, ignored
 }
 
 // walk lists d under prefix (a narrower prefix for one host is allowed)
@@ -106,14 +103,14 @@ func walk(ctx context.Context, d Destination, prefix string, f Filter, keep int,
 	if err == nil {
 		err = w.flush()
 	}
-	return w.Foreign, err
+	return w.foreign, err
 }
 
 func (w *walker) object(o storage.Object) error {
 	rel, ok := strings.CutPrefix(o.Key, w.d.Config.Prefix)
 	parts := strings.Split(rel, "/")
 	if !ok || len(parts) != 4 || slices.Contains(parts, "") {
-		w.Foreign++
+		w.foreign++
 		return nil
 	}
 	host, instance, kind, name := parts[0], parts[1], parts[2], parts[3]
@@ -141,17 +138,13 @@ func (w *walker) object(o storage.Object) error {
 		if o.DeleteMarker || (!first && w.receipts[copyKey] != "") {
 			return nil
 		}
-		if w.keep > 0 && !slices.ContainsFunc(w.cur.Copies, func(c Copy) bool { return c.Key == copyKey }) {
-			// Its copy is not among the newest kept: forget it, so a
-			// bounded walk holds a bounded map.
-			if o.LastModified.After(w.cur.NewestReceipt) {
-				w.cur.NewestReceipt, w.cur.NewestReceiptKey = o.LastModified, copyKey
-			}
-			return nil
-		}
-		w.receipts[copyKey] = cmp.Or(o.VersionID, "\x00") // "\x00": unversioned
 		if o.LastModified.After(w.cur.NewestReceipt) {
-			w.cur.NewestReceipt, w.cur.NewestReceiptKey = o.LastModified, copyKey
+			w.cur.NewestReceipt = o.LastModified
+		}
+		// A bounded walk records only the receipts of the copies it keeps,
+		// so its map stays bounded too.
+		if w.keep == 0 || slices.ContainsFunc(w.cur.Copies, func(c Copy) bool { return c.Key == copyKey }) {
+			w.receipts[copyKey] = cmp.Or(o.VersionID, "\x00") // "\x00": unversioned
 		}
 		return nil
 	}

@@ -135,22 +135,25 @@ func copyAndProve(ctx context.Context, t target, key string, kf *keyFile) (recei
 	return d, nil
 }
 
-// readBack downloads a version and hashes it, reading at most one byte more
-// than expected so a longer object is noticed without reading it all.
+// readBack downloads a version and hashes it.
 func readBack(ctx context.Context, b storage.Backend, key, versionID string, want int64) ([sha256.Size]byte, int64, error) {
-	var sum [sha256.Size]byte
+	data, err := download(ctx, b, key, versionID, want)
+	return sha256.Sum256(data), int64(len(data)), err
+}
+
+// download reads a version whole, at most one byte more than expected, so
+// a longer object is noticed without reading it all.
+func download(ctx context.Context, b storage.Backend, key, versionID string, want int64) ([]byte, error) {
 	rc, err := b.Open(ctx, key, versionID)
 	if err != nil {
-		return sum, 0, err
+		return nil, err
 	}
 	defer rc.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, io.LimitReader(rc, want+1))
-	if err != nil {
-		return sum, n, err
+	var buf bytes.Buffer
+	if _, err := io.Copy(&buf, io.LimitReader(rc, want+1)); err != nil {
+		return nil, err
 	}
-	copy(sum[:], h.Sum(nil))
-	return sum, n, nil
+	return buf.Bytes(), nil
 }
 
 // retentionAtLeast proves the lock read back is at least the lock asked for:
