@@ -3,7 +3,6 @@ package config
 import (
 	"errors"
 	"io/fs"
-	"os"
 	"reflect"
 )
 
@@ -25,7 +24,7 @@ func LoadEnv(path string, env Env, list EnvList) (*Config, []Warning, error) {
 	c := Default()
 	c.lines = map[string]int{}
 	if path != "" {
-		data, err := os.ReadFile(path)
+		data, err := readRegular(path, MaxConfigBytes)
 		if err != nil {
 			return nil, nil, readError(path, err)
 		}
@@ -43,7 +42,14 @@ func LoadEnv(path string, env Env, list EnvList) (*Config, []Warning, error) {
 
 func readError(path string, err error) error {
 	e := &Error{File: path, Err: err}
+	var nr *notRegularError
 	switch {
+	case errors.As(err, &nr):
+		e.Problem = "cannot use the config file: " + nr.Error()
+		e.Fix = "pass --config (or set " + ConfigEnv + ") with the path of the YAML file itself"
+	case errors.Is(err, errTooLarge):
+		e.Problem = "the config file is " + err.Error()
+		e.Fix = "is this the right file? A configuration is a few KiB; pass --config with the YAML file"
 	case errors.Is(err, fs.ErrNotExist):
 		e.Problem = "config file not found"
 		e.Fix = "create it (see DESIGN.md \"Configuration\"), or pass --config (or set " + ConfigEnv + ") with the right path"

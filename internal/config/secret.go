@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"unicode"
 
 	"github.com/keyescrow/keyescrow/internal/secret"
 )
@@ -19,9 +20,6 @@ type SecretSource struct {
 	Env  string
 	File string
 }
-
-// maxSecret bounds what ReadSecret reads from a file or standard input.
-const maxSecret = 1 << 20
 
 // PasswordSource returns where the backup password comes from
 // (DefaultPasswordEnv when neither key is set).
@@ -91,12 +89,27 @@ func (d Destination) key(k string) string {
 }
 
 // ReadSecret reads the secret src points to. A variable must be set and
-// non-empty; a file (or standard input for "-") is read whole with one
-// trailing "\n" or "\r\n" removed, and must not then be empty. A file that
-// group or others can read gives a Warning. Errors never contain the secret.
+// non-empty; a file (or standard input for "-") must be a regular file of
+// at most MaxSecretBytes, is read whole with exactly one trailing "\n" or
+// "\r\n" removed, and must not then be empty. Whatever the source, a secret
+// that still holds a line break or another control character is refused: a
+// second newline at the end of a file would otherwise become part of the
+// password without anyone seeing it. A file that group or others can read
+// gives a Warning. Errors never contain the secret.
 func ReadSecret(src SecretSource, env Env, stdin io.Reader) (secret.Value, []Warning, error) {
-	fail := func(problem, fix string, err error) (secret.Value, []Warning, error) {
-		return secret.Value{}, nil, &Error{Key: src.Key, Problem: problem, Fix: fix, Err: err}
+	v, warns, err := readSecret(src, env, stdin)
+	if err != nil {
+		return secret.Value{}, nil, err
+	}
+	if problem := controlProblem(v); problem != "" {
+		return secret.Value{}, nil, &Error{Key: src.Key, Problem: sourceName(src) + " " + problem, Fix: controlFix(src)}
+	}
+	return secret.New(v), warns, nil
+}
+
+func readSecret(src SecretSource, env Env, stdin io.Reader) (string, []Warning, error) {
+	fail := func(problem, fix string, err error) (string, []Warning, error) {
+		return "", nil, &Error{Key: src.Key, Problem: problem, Fix: fix, Err: err}
 	}
 	switch {
 	case src.Env != "" && src.File != "":
@@ -111,76 +124,104 @@ func ReadSecret(src SecretSource, env Env, stdin io.Reader) (secret.Value, []War
 			return fail("environment variable "+src.Env+" is empty",
 				"set it to the secret, or set "+src.Key+"_file", nil)
 		}
-		return secret.New(v), nil, nil
+		return v, nil, nil
 	case src.File == "-":
 		if stdin == nil {
 			return fail("standard input is not available", "pipe the secret in, or set "+src.Key+"_env", nil)
 		}
-		v, err := readAll(stdin)
+		b, err := io.ReadAll(io.LimitReader(stdin, MaxSecretBytes+1))
 		if err != nil {
 			return fail("cannot read standard input: "+err.Error(), "", err)
 		}
+		if len(b) > MaxSecretBytes {
+			return fail("standard input holds more than "+sizeText(MaxSecretBytes), "pipe in the secret alone", nil)
+		}
+		v := stripNewline(b)
 		if v == "" {
 			return fail("standard input was empty", "pipe the secret in, or set "+src.Key+"_env", nil)
 		}
-		return secret.New(v), nil, nil
+		return v, nil, nil
 	case src.File != "":
 		return readSecretFile(src)
 	}
 	return fail("no source", "set "+src.Key+"_env or "+src.Key+"_file", nil)
 }
 
-func readSecretFile(src SecretSource) (secret.Value, []Warning, error) {
-	fail := func(problem, fix string, err error) (secret.Value, []Warning, error) {
-		return secret.Value{}, nil, &Error{Key: src.Key, Problem: problem, Fix: fix, Err: err}
+func readSecretFile(src SecretSource) (string, []Warning, error) {
+	fail := func(problem, fix string, err error) (string, []Warning, error) {
+		return "", nil, &Error{Key: src.Key, Problem: problem, Fix: fix, Err: err}
 	}
-	f, err := os.Open(src.File)
-	if err != nil {
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			return fail("file "+src.File+" does not exist", "create it, or correct "+src.Key+"_file", err)
-		case errors.Is(err, fs.ErrPermission):
-			return fail("file "+src.File+" is not readable (permission denied)",
-				"run as its owner, or correct "+src.Key+"_file", err)
-		}
-		return fail("cannot open file "+src.File, "correct "+src.Key+"_file", err)
+	data, err := readRegular(src.File, MaxSecretBytes)
+	var nr *notRegularError
+	switch {
+	case err == nil:
+	case errors.Is(err, fs.ErrNotExist):
+		return fail("file "+src.File+" does not exist", "create it, or correct "+src.Key+"_file", err)
+	case errors.Is(err, fs.ErrPermission):
+		return fail("file "+src.File+" is not readable (permission denied)",
+			"run as its owner, or correct "+src.Key+"_file", err)
+	case errors.As(err, &nr) && nr.kind == "a folder":
+		return fail(src.File+" is a folder", "point "+src.Key+"_file at the file holding the secret", err)
+	case errors.As(err, &nr):
+		return fail("cannot use "+src.File+": "+nr.Error(),
+			"point "+src.Key+"_file at a regular file holding the secret, or use \"-\" to read it from standard input", err)
+	case errors.Is(err, errTooLarge):
+		return fail("file "+src.File+" is "+err.Error(), "is this the right file? It should hold the secret alone", err)
+	default:
+		return fail("cannot read file "+src.File+": "+err.Error(), "correct "+src.Key+"_file", err)
 	}
-	defer f.Close()
 	var warns []Warning
-	if fi, err := f.Stat(); err == nil {
-		if fi.IsDir() {
-			return fail(src.File+" is a folder", "point "+src.Key+"_file at the file holding the secret", nil)
-		}
-		if tooOpen(fi) {
-			warns = append(warns, Warning(fmt.Sprintf(
-				"%s: file %s can be read by other users (mode %04o); run chmod 600 %s",
-				src.Key, src.File, fi.Mode().Perm(), src.File)))
-		}
+	if fi, err := os.Stat(src.File); err == nil && tooOpen(fi) {
+		warns = append(warns, Warning(fmt.Sprintf(
+			"%s: file %s can be read by other users (mode %04o); run chmod 600 %s",
+			src.Key, src.File, fi.Mode().Perm(), src.File)))
 	}
-	v, err := readAll(f)
-	if err != nil {
-		return fail("cannot read file "+src.File+": "+err.Error(), "", err)
-	}
+	v := stripNewline(data)
 	if v == "" {
 		return fail("file "+src.File+" is empty", "write the secret into it", nil)
 	}
-	return secret.New(v), warns, nil
+	return v, warns, nil
 }
 
-// readAll reads at most maxSecret bytes and strips one trailing newline.
-func readAll(r io.Reader) (string, error) {
-	b, err := io.ReadAll(io.LimitReader(r, maxSecret+1))
-	if err != nil {
-		return "", err
-	}
-	if len(b) > maxSecret {
-		return "", errors.New("larger than 1 MiB; is this the right file?")
-	}
+// stripNewline removes exactly one trailing "\n" or "\r\n".
+func stripNewline(b []byte) string {
 	switch {
 	case bytes.HasSuffix(b, []byte("\r\n")):
 		b = b[:len(b)-2]
 	case bytes.HasSuffix(b, []byte("\n")):
 		b = b[:len(b)-1]
 	}
-	return string(b), nil
+	return string(b)
+}
+
+// controlProblem says what is wrong when v holds a line break or another
+// control character (never where, nor which: that would tell part of the
+// secret), or "" when v is clean.
+func controlProblem(v string) string {
+	for _, r := range v {
+		switch {
+		case r == '\n' || r == '\r':
+			return "still holds a line break after the one trailing newline was removed"
+		case unicode.IsControl(r):
+			return "holds a control character (such as a tab or an escape)"
+		}
+	}
+	return ""
+}
+
+func sourceName(src SecretSource) string {
+	switch {
+	case src.Env != "":
+		return "environment variable " + src.Env
+	case src.File == "-":
+		return "standard input"
+	}
+	return "file " + src.File
+}
+
+func controlFix(src SecretSource) string {
+	if src.Env != "" {
+		return "set it to the secret alone, on one line, without a trailing newline"
+	}
+	return "write the secret on one line with at most one newline at the end (an extra blank line counts), e.g. printf '%s\\n' \"$SECRET\" > FILE"
 }

@@ -27,11 +27,11 @@ func TestReadSecretReturnsTheValue(t *testing.T) {
 		want  string
 	}{
 		{"from a variable as is", SecretSource{Key: "backup.password", Env: "PW"}, "", pw},
-		{"from a variable without stripping", SecretSource{Key: "backup.password", Env: "PWNL"}, "", pw + "\n"},
 		{"from a file without a newline", SecretSource{Key: "backup.password", File: file("a", pw)}, "", pw},
 		{"from a file with one newline stripped", SecretSource{Key: "backup.password", File: file("b", pw+"\n")}, "", pw},
 		{"from a file with CRLF stripped", SecretSource{Key: "backup.password", File: file("c", pw+"\r\n")}, "", pw},
-		{"from a file keeping a second newline", SecretSource{Key: "backup.password", File: file("d", pw+"\n\n")}, "", pw + "\n"},
+		{"from standard input with CRLF stripped", SecretSource{Key: "backup.password", File: "-"}, pw + "\r\n", pw},
+		{"from a file of exactly the limit", SecretSource{Key: "backup.password", File: file("big", strings.Repeat("x", MaxSecretBytes))}, "", strings.Repeat("x", MaxSecretBytes)},
 		{"from a file keeping spaces", SecretSource{Key: "backup.password", File: file("e", "  "+pw+"  \n")}, "", "  " + pw + "  "},
 		{"from standard input with one newline stripped", SecretSource{Key: "backup.password", File: "-"}, pw + "\n", pw},
 	}
