@@ -33,7 +33,7 @@ func TestArchiveArchivesAGivenFileWithoutSQLServerAndKeepsIt(t *testing.T) {
 		t.Fatalf("receipt file %+v, want %s", rec.File, wantName)
 	}
 	key := objectKey(memPrefix, "apphost", `SQLHOST01\INST1`, receipt.KindServiceMasterKey, wantName)
-	if key != "sqlkeys/apphost/SQLHOST01_INST1/service-master-key/"+wantName {
+	if key != "sqlkeys/apphost/SQLHOST01%5CINST1/service-master-key/"+wantName {
 		t.Errorf("key %s does not carry host and instance", key)
 	}
 	if got := e.memRead(key); !bytes.Equal(got, data) {

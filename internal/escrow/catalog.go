@@ -209,10 +209,9 @@ func sortNewestFirst(cs []Copy) {
 // in capitals, a Linux host name as it is). Each is a narrow listing; the
 // caller falls back to the whole prefix when none finds anything.
 func hostPrefixes(prefix, host string) []string {
-	h := safeName(host)
 	var out []string
-	for _, v := range []string{h, strings.ToUpper(h), strings.ToLower(h)} {
-		if p := prefix + v + "/"; !slices.Contains(out, p) {
+	for _, v := range []string{host, strings.ToUpper(host), strings.ToLower(host)} {
+		if p := prefix + safeName(v) + "/"; !slices.Contains(out, p) {
 			out = append(out, p)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -20,19 +21,80 @@ func NewRunID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// safeName keeps letters, digits and . _ - $ of s and turns every other
-// character into _, so a host or instance name is safe in a file name and an
-// object key on every platform and service.
+// safeName turns a host or instance name into one folder of an object key,
+// safe on every platform and service, and injective: two different names
+// never share a folder. Letters, digits and . _ - $ stay as they are (so
+// the folders of ordinary names, and archives made before, are unchanged);
+// every other byte is percent-encoded (%2F, %5C, %20, %25 for % itself).
+// Three names that cannot be folders get a fixed form: the empty name is
+// "_" (as before), the name "_" itself is "%5F", and a name of dots only
+// ("." or "..") has each dot encoded ("%2E"). unSafeName reverses it.
 func safeName(s string) string {
+	switch {
+	case s == "":
+		return "_"
+	case s == "_":
+		return "%5F"
+	case strings.Trim(s, ".") == "":
+		return strings.Repeat("%2E", len(s))
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if portableByte(c) {
+			b.WriteByte(c)
+			continue
+		}
+		const hex = "0123456789ABCDEF"
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
+}
+
+// unSafeName is the name safeName made folder f from; ok is false when f
+// is not a folder safeName makes.
+func unSafeName(f string) (name string, ok bool) {
+	if f == "_" {
+		return "", true
+	}
+	var b strings.Builder
+	for i := 0; i < len(f); i++ {
+		c := f[i]
+		switch {
+		case portableByte(c):
+			b.WriteByte(c)
+		case c == '%' && i+2 < len(f) && isUpperHex(f[i+1]) && isUpperHex(f[i+2]):
+			v, _ := strconv.ParseUint(f[i+1:i+3], 16, 8)
+			b.WriteByte(byte(v))
+			i += 2
+		default:
+			return "", false
+		}
+	}
+	name = b.String()
+	return name, safeName(name) == f
+}
+
+func portableByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_' || c == '$'
+}
+
+func isUpperHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'A' && c <= 'F' }
+
+// portableName keeps letters, digits and . _ - $ of s and turns every other
+// character into _: for the names of key files, which carry the time and
+// the run id and so are unique without being reversible.
+func portableName(s string) string {
 	if s == "" {
 		return "_"
 	}
 	var b strings.Builder
 	for _, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '-', r == '_', r == '$':
+		if r < 0x80 && portableByte(byte(r)) {
 			b.WriteRune(r)
-		default:
+		} else {
 			b.WriteByte('_')
 		}
 	}
@@ -47,7 +109,7 @@ func safeName(s string) string {
 // export, in the style of dbatools (<instance>-servicemasterkey, with the
 // instance's "\" as "$") plus the UTC time and the run id.
 func backupFileName(serverName string, now time.Time, runID string) string {
-	server := safeName(strings.ReplaceAll(serverName, `\`, "$"))
+	server := portableName(strings.ReplaceAll(serverName, `\`, "$"))
 	return server + "-servicemasterkey-" + now.UTC().Format(stampLayout) + "-" + runID[:8] + ".key"
 }
 
@@ -60,7 +122,7 @@ func archiveFileName(file string, now time.Time, runID string) string {
 	if ext == "" {
 		ext = ".key"
 	}
-	return safeName(stem) + "-" + now.UTC().Format(stampLayout) + "-" + runID[:8] + safeName(ext)
+	return portableName(stem) + "-" + now.UTC().Format(stampLayout) + "-" + runID[:8] + portableName(ext)
 }
 
 // objectKey is where a file is archived under a destination's prefix:

@@ -42,26 +42,83 @@ func TestNamesAreUniqueAcrossRuns(t *testing.T) {
 	}
 }
 
-func TestSafeNameKeepsOnlyPortableCharacters(t *testing.T) {
+func TestSafeNameKeepsOrdinaryNamesAndEncodesTheRest(t *testing.T) {
 	cases := []struct{ in, want string }{
 		{"", "_"},
-		{".", "_"},
-		{"..", "_"},
-		{"...", "_"},
+		{"_", "%5F"},
+		{".", "%2E"},
+		{"..", "%2E%2E"},
+		{"...", "%2E%2E%2E"},
 		{"host-01.corp_x$", "host-01.corp_x$"},
-		{`HOST\INST`, "HOST_INST"},
-		{"a/b", "a_b"},
-		{"a b:c*d?e", "a_b_c_d_e"},
-		{"wörd😀", "w_rd_"},
-		{"\x00\n", "__"},
-		{"'quoted\"", "_quoted_"},
+		{"SQLHOST01", "SQLHOST01"},
+		{"MSSQLSERVER", "MSSQLSERVER"},
+		{"__", "__"},
 		{".hidden", ".hidden"},
+		{`HOST\INST`, "HOST%5CINST"},
+		{"HOST_INST", "HOST_INST"},
+		{"a/b", "a%2Fb"},
+		{"a_b", "a_b"},
+		{"a b:c*d?e", "a%20b%3Ac%2Ad%3Fe"},
+		{"100%", "100%25"},
+		{"100%25", "100%2525"},
+		{"wörd😀", "w%C3%B6rd%F0%9F%98%80"},
+		{"\x00\n", "%00%0A"},
+		{"'quoted\"", "%27quoted%22"},
+		{"\xff", "%FF"},
 	}
 	for _, tc := range cases {
 		if got := safeName(tc.in); got != tc.want {
 			t.Errorf("safeName(%q) = %q, want %q", tc.in, got, tc.want)
 		}
+		if back, ok := unSafeName(tc.want); !ok || back != tc.in {
+			t.Errorf("unSafeName(%q) = %q %v, want %q", tc.want, back, ok, tc.in)
+		}
 	}
+}
+
+// TestSafeNameNeverMapsTwoNamesToOneFolder: the names the old scheme
+// folded together (HOST\INST and HOST_INST and HOST INST; "" and "_" and
+// "." and "..") now each get their own folder.
+func TestSafeNameNeverMapsTwoNamesToOneFolder(t *testing.T) {
+	names := []string{"", "_", "__", ".", "..", "...", "%", "%25", "%2E", "%5F", `HOST\INST`, "HOST_INST", "HOST INST", "HOST/INST", "HOST%5CINST",
+		"wörd", "w_rd", "w%C3%B6rd", "a.", "a..", "a$", "a%24"}
+	seen := map[string]string{}
+	for _, n := range names {
+		f := safeName(n)
+		if other, dup := seen[f]; dup {
+			t.Errorf("%q and %q share the folder %q", n, other, f)
+		}
+		seen[f] = n
+	}
+}
+
+// FuzzSafeName: for any name, the folder is one path segment of portable
+// characters, never "." or "..", and gives the name back; a folder safeName
+// did not make is never taken for one it did.
+func FuzzSafeName(f *testing.F) {
+	for _, s := range []string{"", "_", ".", "..", `HOST\INST`, "wörd😀", "100%", "%2E", "\xff\xfe", "a/b/../c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		folder := safeName(s)
+		if folder == "" || folder == "." || folder == ".." || strings.ContainsAny(folder, "/\\") {
+			t.Fatalf("safeName(%q) = %q is not one safe segment", s, folder)
+		}
+		for i := 0; i < len(folder); i++ {
+			if c := folder[i]; !portableByte(c) && c != '%' {
+				t.Fatalf("safeName(%q) = %q holds %q", s, folder, c)
+			}
+		}
+		back, ok := unSafeName(folder)
+		if !ok || back != s {
+			t.Fatalf("unSafeName(safeName(%q)) = %q %v", s, back, ok)
+		}
+		// The input read as a folder: either safeName made it (and then it
+		// names exactly one name) or it is refused.
+		if n, ok := unSafeName(s); ok && safeName(n) != s {
+			t.Fatalf("unSafeName(%q) = %q, whose folder is %q", s, n, safeName(n))
+		}
+	})
 }
 
 func TestArchiveFileNameKeepsTheStemAndExtension(t *testing.T) {
@@ -85,8 +142,8 @@ func TestObjectKeyLayout(t *testing.T) {
 	}{
 		{"sqlkeys/", "SQLHOST01", "MSSQLSERVER", "sqlkeys/SQLHOST01/MSSQLSERVER/service-master-key/n.key"},
 		{"", "h", "i", "h/i/service-master-key/n.key"},
-		{"a/b/", `H\X`, "i/j", "a/b/H_X/i_j/service-master-key/n.key"},
-		{"p/", "..", "..", "p/_/_/service-master-key/n.key"},
+		{"a/b/", `H\X`, "i/j", "a/b/H%5CX/i%2Fj/service-master-key/n.key"},
+		{"p/", "..", "..", "p/%2E%2E/%2E%2E/service-master-key/n.key"},
 		{"p/", "", "", "p/_/_/service-master-key/n.key"},
 	}
 	for _, tc := range cases {
