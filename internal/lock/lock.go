@@ -2,20 +2,30 @@
 // writes (backup, archive, restore) holds it at a time. The lock is an OS
 // file lock (flock on Unix, LockFileEx on Windows), so it is released by the
 // kernel when the process dies, and a stale lock file never blocks a run.
+//
+// The lock file lives in a folder only the agent's account can write (see
+// package state): no other local user can open it to hold the lock, or
+// plant a symbolic link that makes keyescrow write somewhere else. A file
+// keyescrow did not make itself is never truncated or written.
 package lock
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
+	"regexp"
 	"strconv"
-	"strings"
+
+	"github.com/keyescrow/keyescrow/internal/state"
 )
 
 // ErrHeld is returned by Acquire when another process holds the lock.
 var ErrHeld = errors.New("another keyescrow run holds the lock")
+
+// FileName is the lock file's name in the state folder.
+const FileName = "keyescrow.lock"
 
 // Lock is a held lock; Release gives it back.
 type Lock struct {
@@ -23,36 +33,39 @@ type Lock struct {
 	path string
 }
 
-// DefaultPath is the lock file used when lock_file is not configured: one per
-// host, shared by every user.
-func DefaultPath() string {
-	if runtime.GOOS == "windows" {
-		if pd := os.Getenv("ProgramData"); pd != "" {
-			return filepath.Join(pd, "keyescrow", "keyescrow.lock")
-		}
-		return filepath.Join(os.TempDir(), "keyescrow.lock")
-	}
-	if fi, err := os.Stat("/run/lock"); err == nil && fi.IsDir() {
-		return "/run/lock/keyescrow.lock"
-	}
-	return filepath.Join(os.TempDir(), "keyescrow.lock")
-}
+// record is what a holder writes into the lock file; an existing lock file
+// must hold nothing else.
+var record = regexp.MustCompile(`^(pid [0-9]{1,10}\n?)?$`)
 
-// Acquire takes the lock at path without waiting. When another process holds
-// it, the error wraps ErrHeld and names that process where it can be told.
+// maxRecord bounds what is read of an existing lock file.
+const maxRecord = 64
+
+// Acquire takes the lock at path without waiting. Its folder is created
+// owner-only when missing and refused when unsafe (errors match
+// state.ErrUnsafe); the file is refused when it is a symbolic link, not a
+// regular file, owned by another account, or holds anything but a lock
+// record. When another process holds it, the error wraps ErrHeld and names
+// that process's id where it can be told.
 func Acquire(path string) (*Lock, error) {
-	if dir := filepath.Dir(path); dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("cannot create the lock folder %s: %w (set lock_file to a writable path)", dir, err)
-		}
-	}
-	// 0644 so that runs under other accounts can open and lock it too.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil && errors.Is(err, os.ErrPermission) {
-		f, err = os.Open(path)
-	}
+	dir, err := state.Open(filepath.Dir(path), true)
 	if err != nil {
-		return nil, fmt.Errorf("cannot open the lock file %s: %w (set lock_file to a writable path)", path, err)
+		return nil, fmt.Errorf("the lock folder: %w (or set lock_file to a file in a folder only this account can write)", err)
+	}
+	f, created, err := dir.OpenFile(filepath.Base(path))
+	_ = dir.Close()
+	if err != nil {
+		return nil, fmt.Errorf("the lock file: %w", err)
+	}
+	ok := created
+	if !created {
+		buf := make([]byte, maxRecord+1)
+		n, rerr := f.ReadAt(buf, 0)
+		ok = (rerr == nil || n < len(buf)) && n <= maxRecord && record.Match(buf[:n])
+		if !ok {
+			_ = f.Close()
+			return nil, &state.UnsafeError{Path: path, Problem: "is not a keyescrow lock file (it holds something else)",
+				Fix: "keyescrow never writes into a file it did not make; set lock_file to a new file in a folder only this account can write, or remove lock_file for the default"}
+		}
 	}
 	held, err := tryLock(f)
 	if err != nil {
@@ -60,15 +73,12 @@ func Acquire(path string) (*Lock, error) {
 		return nil, fmt.Errorf("cannot lock %s: %w", path, err)
 	}
 	if held {
-		owner := readOwner(path)
+		who := holder(f)
 		_ = f.Close()
-		if owner != "" {
-			return nil, fmt.Errorf("%w (%s, lock file %s): wait for it to finish, or check for a hung run", ErrHeld, owner, path)
-		}
-		return nil, fmt.Errorf("%w (lock file %s): wait for it to finish, or check for a hung run", ErrHeld, path)
+		return nil, fmt.Errorf("%w (%slock file %s): wait for it to finish, or check for a hung run", ErrHeld, who, path)
 	}
-	// Record who holds it, for the message another run prints. Best effort:
-	// a lock file opened read-only still locks.
+	// Record who holds it, for the message another run prints. The file is
+	// ours and holds at most an earlier record.
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte("pid "+strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
@@ -90,14 +100,21 @@ func (l *Lock) Release() error {
 	return err
 }
 
-func readOwner(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
+// holder names the process holding f's lock: the kernel's record where the
+// OS has one (Linux /proc/locks, which also names a holder that is not
+// keyescrow), else the holder's own record in the file. "" when unknown.
+func holder(f *os.File) string {
+	if pid := lockHolderPID(f); pid > 0 {
+		name := ""
+		if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm"); err == nil {
+			name = " " + string(bytes.TrimSpace(b))
+		}
+		return "held by pid " + strconv.Itoa(pid) + name + ", "
 	}
-	s := strings.TrimSpace(string(b))
-	if !strings.HasPrefix(s, "pid ") || len(s) > 32 {
-		return ""
+	buf := make([]byte, maxRecord)
+	n, _ := f.ReadAt(buf, 0)
+	if m := regexp.MustCompile(`^pid ([0-9]{1,10})\n?$`).FindSubmatch(buf[:n]); m != nil {
+		return "held by pid " + string(m[1]) + ", "
 	}
-	return "held by " + s
+	return ""
 }
