@@ -45,7 +45,11 @@ func (a *App) runArchive(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return inv.failEarly(err)
 	}
-	r.Hostname = inv.defaultHost()
+	id, err := inv.identity()
+	if err != nil {
+		return inv.failEarly(err)
+	}
+	r.Hostname = id.Host
 	rec, err := r.Archive(ctx, file, inv.instance)
 	return inv.report(rec, err)
 }

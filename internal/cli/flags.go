@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/keyescrow/keyescrow/internal/config"
 	"github.com/keyescrow/keyescrow/internal/secret"
 	"log/slog"
 )
@@ -40,7 +41,9 @@ type invocation struct {
 	force        bool   // restore --force
 	confirmForce string // restore --confirm-force
 
-	metricsFile string // from the loaded configuration
+	metricsFile string         // from the loaded configuration
+	cfg         *config.Config // the loaded configuration
+	ident       *identity      // the host identity, once found
 
 	scrub          *secret.Scrubber
 	stdout, stderr io.Writer

@@ -16,17 +16,6 @@ import (
 	"github.com/keyescrow/keyescrow/internal/receipt"
 )
 
-// defaultHost is --host, else this host's name.
-func (inv *invocation) defaultHost() string {
-	if inv.host != "" {
-		return inv.host
-	}
-	if h, err := inv.app.Hostname(); err == nil && h != "" {
-		return h
-	}
-	return "localhost"
-}
-
 // runList streams the archived copies: with --json one document whose
 // "copies" array is written as the listing goes, so thousands of versions
 // never sit in memory at once.
@@ -203,7 +192,11 @@ func (a *App) runVerify(ctx context.Context, inv *invocation) error {
 		opts.Copies = inv.copies
 	}
 	if !inv.allHosts {
-		opts.Filter.Host = inv.defaultHost()
+		id, err := inv.identity()
+		if err != nil {
+			return fail(err)
+		}
+		opts.Filter.Host = id.Host
 	}
 	aud, err := r.Verify(ctx, opts)
 	return inv.reportAudit(aud, err)

@@ -50,8 +50,12 @@ func (a *App) runRestore(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return inv.failEarly(err)
 	}
+	id, err := inv.identity()
+	if err != nil {
+		return inv.failEarly(err)
+	}
 	opts := escrow.RestoreOptions{
-		Destination: inv.destination, Filter: escrow.Filter{Host: inv.defaultHost(), Instance: inv.instance},
+		Destination: inv.destination, Filter: escrow.Filter{Host: id.Host, Instance: inv.defaultInstance(id)},
 		VersionID: inv.versionID, At: at, Out: out,
 		Apply: inv.apply, Force: inv.force, ConfirmForce: inv.confirmForce,
 		ServerDirectory: cfg.Backup.ServerDirectory, LocalDirectory: cfg.Backup.LocalDirectory,
@@ -107,11 +111,15 @@ func (a *App) runDrill(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return inv.failEarly(err)
 	}
+	id, err := inv.identity()
+	if err != nil {
+		return inv.failEarly(err)
+	}
 	serverDir, localDir := cfg.DrillDirectories()
 	r.Password = pw
 	r.ConnectRestore = inv.connectRestore(scratch)
 	rec, err := r.Restore(ctx, escrow.RestoreOptions{
-		Destination: inv.destination, Filter: escrow.Filter{Host: inv.defaultHost(), Instance: inv.instance},
+		Destination: inv.destination, Filter: escrow.Filter{Host: id.Host, Instance: inv.defaultInstance(id)},
 		Apply: true, Drill: true, ServerDirectory: serverDir, LocalDirectory: localDir,
 	})
 	return inv.report(rec, err)

@@ -43,6 +43,7 @@ func (inv *invocation) loadConfig() (*config.Config, error) {
 		return nil, exitcode.Wrap(exitcode.Usage, err)
 	}
 	inv.metricsFile = cfg.MetricsFile
+	inv.cfg = cfg
 	warns = append(warns, cfg.Warnings()...)
 	for _, w := range warns {
 		inv.log.Warn(string(w))
@@ -148,10 +149,6 @@ func (inv *invocation) setup() (*config.Config, *escrow.Runner, error) {
 
 // runner wires the pipeline's dependencies.
 func (inv *invocation) runner(cfg *config.Config, dests []escrow.Destination) *escrow.Runner {
-	lockPath := cfg.LockFile
-	if lockPath == "" {
-		lockPath = lock.DefaultPath()
-	}
 	runID := escrow.NewRunID()
 	inv.log = inv.log.With("run_id", runID)
 	return &escrow.Runner{
@@ -161,7 +158,18 @@ func (inv *invocation) runner(cfg *config.Config, dests []escrow.Destination) *e
 		Clock:        inv.app.Clock,
 		Version:      inv.app.Build.Version,
 		RunID:        runID,
+		Host:         cfg.Host,
+		OnIdentity: func(ctx context.Context, info sqlserver.Info, host string) {
+			if cfg.Host == "" {
+				inv.recordIdentity(ctx, cfg, identityRecord{Host: host, Instance: info.InstanceName, MachineName: info.MachineName,
+					ServerName: info.ServerName, RecordedAt: inv.app.Clock().UTC(), RunID: runID})
+			}
+		},
 		Lock: func() (func(), error) {
+			lockPath, err := inv.lockPath(cfg)
+			if err != nil {
+				return nil, err
+			}
 			l, err := lock.Acquire(lockPath)
 			if err != nil {
 				code := exitcode.Usage

@@ -31,8 +31,16 @@ type Config struct {
 	MaxAge       Duration      `yaml:"max_age"` // default 8d
 	Verify       Verify        `yaml:"verify"`
 	Drill        Drill         `yaml:"drill"`
-	LockFile     string        `yaml:"lock_file"` // "" → default chosen by the caller
-	Source       string        `yaml:"-"`         // the file path it came from, "" when none
+	LockFile     string        `yaml:"lock_file"` // "" → keyescrow.lock in the state folder
+	// StateDirectory is keyescrow's private folder (the lock, the host
+	// identity backup recorded); "" → the per-OS default of package state.
+	StateDirectory string `yaml:"state_directory"`
+	// Host names this host's copies for every command: backup names them
+	// with it instead of SQL Server's MachineName, and list, verify,
+	// restore, drill and archive use it as their default host. "" → the
+	// identity backup recorded in the state folder, else the OS host name.
+	Host   string `yaml:"host"`
+	Source string `yaml:"-"` // the file path it came from, "" when none
 
 	// lines maps a display key ("destinations[1].bucket") to its line in
 	// Source; keys later overridden by env or Set are removed.

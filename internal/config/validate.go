@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"unicode"
 )
 
 // Validate checks the whole configuration and reports every problem at once
@@ -110,6 +111,11 @@ func (c *Config) validateTop(p *problems) {
 	}
 	checkAbs(p, "metrics_file", c.MetricsFile)
 	checkAbs(p, "lock_file", c.LockFile)
+	checkAbs(p, "state_directory", c.StateDirectory)
+	if c.Host != "" && (len(c.Host) > 255 || strings.IndexFunc(c.Host, unicode.IsControl) >= 0 || strings.TrimSpace(c.Host) != c.Host) {
+		p.add("host", "is not a host name (at most 255 characters, no control characters, no leading or trailing spaces)",
+			"set it to the name the copies are filed under, e.g. the failover cluster instance's virtual network name")
+	}
 	if c.MaxAge <= 0 {
 		p.add("max_age", "must be positive", "set it to e.g. 8d")
 	}

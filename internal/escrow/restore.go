@@ -78,7 +78,7 @@ func (r *Runner) restore(ctx context.Context, rec *receipt.Receipt, opts Restore
 	rec.Host, rec.Instance, rec.Kind = c.Host, c.Instance, c.Kind
 	rec.File = &receipt.File{Name: c.Name, Bytes: int64(len(cc.data)), SHA256: cc.Checksum.Local}
 	if cc.rec != nil && cc.rec.Host != "" {
-		rec.Host, rec.Instance = cc.rec.Host, cc.rec.Instance
+		rec.Host, rec.Instance, rec.MachineName = cc.rec.Host, cc.rec.Instance, cc.rec.MachineName
 	}
 	// A copy that verified at a later destination is what counts: the
 	// earlier ones' failures are reported, not fatal.
@@ -257,13 +257,16 @@ func (r *Runner) apply(ctx context.Context, rec *receipt.Receipt, c Copy, cc *Ch
 	if err != nil {
 		return err
 	}
-	if opts.Drill && strings.EqualFold(info.MachineName, rec.Host) && strings.EqualFold(info.InstanceName, rec.Instance) {
+	// The copy's machine: its receipt's machine_name when the host key named
+	// it otherwise (a cluster's virtual name), else its host.
+	sameMachine := strings.EqualFold(info.MachineName, rec.Host) || (rec.MachineName != "" && strings.EqualFold(info.MachineName, rec.MachineName))
+	if opts.Drill && sameMachine && strings.EqualFold(info.InstanceName, rec.Instance) {
 		return exitcode.Wrap(exitcode.Usage, fmt.Errorf("the drill's scratch server reports itself as host %s instance %s: the very server this copy came from. A drill never restores into production: point drill.dsn_env/dsn_file at a scratch server", info.MachineName, info.InstanceName))
 	}
 	if opts.Force && !strings.EqualFold(opts.ConfirmForce, info.ServerName) {
 		return exitcode.Wrap(exitcode.Usage, fmt.Errorf("--confirm-force %q does not name the server connected to (%s): FORCE was not run", opts.ConfirmForce, info.ServerName))
 	}
-	if !opts.Drill && !strings.EqualFold(info.MachineName, rec.Host) {
+	if !opts.Drill && !sameMachine {
 		r.Log.WarnContext(ctx, "restoring another host's key", "copy_host", rec.Host, "server", info.ServerName)
 	}
 	name := "restore-" + r.RunID[:8] + "-" + c.Name

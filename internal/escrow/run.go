@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,8 +53,15 @@ type Runner struct {
 	ConnectSQL func(ctx context.Context) (SQL, error)
 	// Password encrypts the key export (backup only).
 	Password secret.Value
-	// Hostname names this host for archive (backup uses the server's).
+	// Hostname names this host for archive (backup uses Host or the
+	// server's).
 	Hostname string
+	// Host, when set (the configuration's host key), names backup's copies
+	// instead of SQL Server's MachineName.
+	Host string
+	// OnIdentity is told, once SQL Server has said who it is, the host name
+	// backup files its copies under (backup only; may be nil).
+	OnIdentity func(ctx context.Context, info sqlserver.Info, host string)
 	// ConnectRestore opens the SQL Server session restore --apply (the
 	// production server) or drill (the scratch server) restores into.
 	ConnectRestore func(ctx context.Context) (RestoreSQL, error)
@@ -102,6 +110,17 @@ func (r *Runner) backup(ctx context.Context, rec *receipt.Receipt) (runErr, dest
 	}
 	rec.Host, rec.Instance = info.MachineName, info.InstanceName
 	r.Log.InfoContext(ctx, "connected to SQL Server", "server", info.ServerName, "version", info.ProductVersion, "edition", info.Edition)
+	source := "SQL Server's MachineName"
+	if r.Host != "" {
+		rec.Host, source = r.Host, "the host key of the configuration"
+		if !strings.EqualFold(info.MachineName, r.Host) {
+			rec.MachineName = info.MachineName
+		}
+	}
+	r.Log.InfoContext(ctx, "host identity", "host", rec.Host, "source", source, "instance", rec.Instance, "machine_name", info.MachineName)
+	if r.OnIdentity != nil {
+		r.OnIdentity(ctx, info, rec.Host)
+	}
 	if r.Config.Backup.Remote {
 		return r.backupRemote(ctx, rec, db, info, targets, refused)
 	}

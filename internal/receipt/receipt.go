@@ -26,12 +26,17 @@ const (
 
 // Receipt is the record of one run.
 type Receipt struct {
-	Status       string        `json:"status"`
-	Tool         string        `json:"tool"`
-	Version      string        `json:"version"`
-	RunID        string        `json:"run_id"`
-	Host         string        `json:"host"`
-	Instance     string        `json:"instance"`
+	Status   string `json:"status"`
+	Tool     string `json:"tool"`
+	Version  string `json:"version"`
+	RunID    string `json:"run_id"`
+	Host     string `json:"host"`
+	Instance string `json:"instance"`
+	// MachineName is SQL Server's SERVERPROPERTY('MachineName') when the
+	// configuration's host key names the copies differently (a failover
+	// cluster instance's virtual name, a container). Extension of
+	// DESIGN.md; absent when host is MachineName.
+	MachineName  string        `json:"machine_name,omitempty"`
 	Kind         string        `json:"kind"`
 	StartedAt    time.Time     `json:"started_at"`
 	FinishedAt   time.Time     `json:"finished_at"`
