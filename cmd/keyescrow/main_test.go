@@ -101,8 +101,11 @@ func newEnv(t *testing.T, cfg mssqltest.Config) *env {
 		}
 	}
 	e.vars = map[string]string{
-		"PATH":                      os.Getenv("PATH"),
-		"HOME":                      root,
+		"PATH": os.Getenv("PATH"),
+		"HOME": root,
+		// systemd's variable for StateDirectory=: the host identity backup
+		// records stays in the test's folder, never in /var/lib/keyescrow.
+		"STATE_DIRECTORY":           filepath.Join(root, "state"),
 		"KEYESCROW_SQLSERVER_DSN":   srv.DSN(loginUser, loginPW, nil),
 		"KEYESCROW_BACKUP_PASSWORD": backupPW,
 	}
@@ -195,17 +198,19 @@ func (e *env) assertNoSecrets(r result) {
 // parseReceipt refuses any other field, so a field added without updating
 // the contract fails the black-box tests.
 type receipt struct {
-	Status     string    `json:"status"`
-	Tool       string    `json:"tool"`
-	Version    string    `json:"version"`
-	RunID      string    `json:"run_id"`
-	Host       string    `json:"host"`
-	Instance   string    `json:"instance"`
-	Kind       string    `json:"kind"`
-	StartedAt  time.Time `json:"started_at"`
-	FinishedAt time.Time `json:"finished_at"`
-	ExitCode   int       `json:"exit_code"`
-	File       *struct {
+	Status   string `json:"status"`
+	Tool     string `json:"tool"`
+	Version  string `json:"version"`
+	RunID    string `json:"run_id"`
+	Host     string `json:"host"`
+	Instance string `json:"instance"`
+	// MachineName: SQL Server's MachineName when the host key differs.
+	MachineName string    `json:"machine_name"`
+	Kind        string    `json:"kind"`
+	StartedAt   time.Time `json:"started_at"`
+	FinishedAt  time.Time `json:"finished_at"`
+	ExitCode    int       `json:"exit_code"`
+	File        *struct {
 		Name   string `json:"name"`
 		Bytes  int64  `json:"bytes"`
 		SHA256 string `json:"sha256"`

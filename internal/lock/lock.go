@@ -49,7 +49,7 @@ const maxRecord = 64
 func Acquire(path string) (*Lock, error) {
 	dir, err := state.Open(filepath.Dir(path), true)
 	if err != nil {
-		return nil, fmt.Errorf("the lock folder: %w (or set lock_file to a file in a folder only this account can write)", err)
+		return nil, fmt.Errorf("the lock folder: %w (lock_file names the lock; remove it for the default in the state folder, or point it into a folder only this account can write)", err)
 	}
 	f, created, err := dir.OpenFile(filepath.Base(path))
 	_ = dir.Close()

@@ -81,7 +81,7 @@ func Open(path string, create bool) (*Dir, error) {
 	if perm := st.Mode & 0o7777; perm&0o022 != 0 {
 		f.Close()
 		return nil, &UnsafeError{Path: path, Problem: fmt.Sprintf("can be written by group or others (mode %04o)", perm),
-			Fix: "another account could plant or replace its files; chmod 700 " + path}
+			Fix: "another account could plant or replace files in it; if it is keyescrow's own folder, chmod 700 " + path + ", otherwise use a folder of its own"}
 	}
 	return &Dir{Path: path, f: f}, nil
 }
