@@ -123,6 +123,13 @@ if [ "$users" = 1 ]; then
 	fi
 fi
 
+# The state folder: the run lock and the host identity backup records.
+# Owner-only, the agent's own: keyescrow refuses a state folder another
+# account owns or can write.
+run install -d -m 0755 "$root/var/lib"
+run install -d -m 0700 "$root/var/lib/keyescrow"
+own "$user:$user" "$root/var/lib/keyescrow"
+
 run install -d -m 0750 "$root/var/log/keyescrow"
 own "$user:$user" "$root/var/log/keyescrow"
 

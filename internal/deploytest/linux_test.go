@@ -93,7 +93,8 @@ func TestSystemdServiceIsHardened(t *testing.T) {
 	}
 	unit, _ := os.ReadFile(units[0])
 	for _, want := range []string{"NoNewPrivileges=yes", "ProtectSystem=strict", "LoadCredential=backup-password:", "LoadCredential=sqlserver-dsn:",
-		"KEYESCROW_BACKUP_PASSWORD_FILE=%d/backup-password", "ReadWritePaths=/var/opt/mssql/keyescrow"} {
+		"KEYESCROW_BACKUP_PASSWORD_FILE=%d/backup-password", "ReadWritePaths=/var/opt/mssql/keyescrow",
+		"StateDirectory=keyescrow", "StateDirectoryMode=0700"} {
 		if !bytes.Contains(unit, []byte(want)) {
 			t.Errorf("the service lacks %q", want)
 		}
@@ -140,6 +141,7 @@ func TestInstallScriptPlacesEveryFileWithItsMode(t *testing.T) {
 		"etc/keyescrow/secrets/sqlserver-dsn":         0o600,
 		"var/opt/mssql/keyescrow":                     fs.ModeDir | fs.ModeSetgid | 0o770,
 		"var/log/keyescrow":                           fs.ModeDir | 0o750,
+		"var/lib/keyescrow":                           fs.ModeDir | 0o700,
 		"etc/systemd/system/keyescrow-backup.service": 0o644,
 		"etc/systemd/system/keyescrow-backup.timer":   0o644,
 		"etc/systemd/system/keyescrow-verify.service": 0o644,
