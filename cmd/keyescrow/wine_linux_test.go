@@ -155,7 +155,11 @@ lock_file: 'C:\key escrow\run\keyescrow.lock'
 	}
 	w.vars["KEYESCROW_CONFIG"] = `C:\key escrow\keyescrow.yaml`
 	w.vars["KEYESCROW_SQLSERVER_DSN"] = srv.DSN(loginUser, loginPW, nil)
-	w.vars["KEYESCROW_BACKUP_PASSWORD"] = backupPW
+	// ASCII only: Wine in the C locale hands the Windows process each
+	// byte of a UTF-8 variable with its high bit cut, which turns 😀 into
+	// control characters that keyescrow rightly refuses in a password.
+	const winPW = `Pa'ss\"word1!`
+	w.vars["KEYESCROW_BACKUP_PASSWORD"] = winPW
 
 	t.Run("check", func(t *testing.T) {
 		r := w.run("check")
@@ -189,7 +193,9 @@ lock_file: 'C:\key escrow\run\keyescrow.lock'
 		if err := os.WriteFile(src, []byte("a key file made by hand"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		r := w.run("--json", "archive", "--instance", "INST2", `C:\key escrow\by hand.key`)
+		// Another host's file: without --host it would join WINHOST01, the
+		// identity backup recorded.
+		r := w.run("--json", "archive", "--host", "APPHOST", "--instance", "INST2", `C:\key escrow\by hand.key`)
 		if r.code != 0 {
 			t.Fatalf("archive: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
@@ -206,6 +212,11 @@ lock_file: 'C:\key escrow\run\keyescrow.lock'
 		}
 		if r := w.run("verify", "--host", "WINHOST01"); r.code != 0 || !strings.Contains(r.stdout, "ok verify") {
 			t.Fatalf("verify: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		// Without --host: the identity backup recorded in
+		// %ProgramData%\keyescrow, not Wine's host name.
+		if r := w.run("verify"); r.code != 0 || !strings.Contains(r.stdout, "WINHOST01/INST1") || !strings.Contains(r.stderr, "the identity backup recorded") {
+			t.Fatalf("verify without --host: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
 		out := `C:\key escrow\restored it's.key`
 		if r := w.run("restore", "--host", "WINHOST01", "--out", out); r.code != 0 {
@@ -234,7 +245,7 @@ lock_file: 'C:\key escrow\run\keyescrow.lock'
 
 	t.Run("a missing password is exit 2", func(t *testing.T) {
 		delete(w.vars, "KEYESCROW_BACKUP_PASSWORD")
-		defer func() { w.vars["KEYESCROW_BACKUP_PASSWORD"] = backupPW }()
+		defer func() { w.vars["KEYESCROW_BACKUP_PASSWORD"] = winPW }()
 		r := w.run("backup")
 		if r.code != 2 || !strings.Contains(r.stderr, "KEYESCROW_BACKUP_PASSWORD") {
 			t.Errorf("exit %d, want 2 naming the variable\n%s", r.code, r.stderr)

@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"unicode"
 
 	"github.com/keyescrow/keyescrow/internal/secret"
 )
@@ -202,7 +201,11 @@ func controlProblem(v string) string {
 		switch {
 		case r == '\n' || r == '\r':
 			return "still holds a line break after the one trailing newline was removed"
-		case unicode.IsControl(r):
+		case r < 0x20 || r == 0x7f:
+			// ASCII control characters only: what a file or a terminal
+			// leaves by accident. C1 code points can come from a legacy
+			// code page's view of a UTF-8 environment and are SQL Server
+			// characters like any other.
 			return "holds a control character (such as a tab or an escape)"
 		}
 	}
