@@ -75,7 +75,8 @@ lock_file: %q
 }
 
 // agentFiles lists what exists under the agent's root, apart from the
-// server's disk (keyDir), the destination and the lock folder.
+// server's disk (keyDir), the destination, the lock folder and the state
+// folder (the host identity backup records: names, no key material).
 func (e *env) agentFiles() []string {
 	e.t.Helper()
 	var out []string
@@ -83,7 +84,8 @@ func (e *env) agentFiles() []string {
 		switch {
 		case strings.HasPrefix(f, e.keyDir+string(filepath.Separator)),
 			strings.HasPrefix(f, e.usbDir+string(filepath.Separator)),
-			strings.HasPrefix(f, filepath.Dir(e.lockF)+string(filepath.Separator)):
+			strings.HasPrefix(f, filepath.Dir(e.lockF)+string(filepath.Separator)),
+			strings.HasPrefix(f, e.vars["STATE_DIRECTORY"]+string(filepath.Separator)) && strings.HasPrefix(filepath.Base(f), "identity-"):
 			continue
 		}
 		out = append(out, f)

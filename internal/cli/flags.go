@@ -67,13 +67,13 @@ func (inv *invocation) flagSet(name string) *flag.FlagSet {
 	switch name {
 	case "archive":
 		fs.StringVar(&inv.instance, "instance", "unknown", "SQL Server instance the key file belongs to (for the archive's name and receipt)")
-		fs.StringVar(&inv.host, "host", "", "host the key file belongs to (default: this host's name)")
+		fs.StringVar(&inv.host, "host", "", "host the key file belongs to (default: the host key, else the identity backup recorded, else this host's name)")
 	case "list":
 		fs.StringVar(&inv.host, "host", "", "only this host's copies (default: every host)")
 		fs.StringVar(&inv.instance, "instance", "", "only this instance's copies (default: every instance)")
 	case "verify", "restore", "drill":
-		fs.StringVar(&inv.host, "host", "", "the host whose copies to use, as the receipts name it (default: this host's name)")
-		fs.StringVar(&inv.instance, "instance", "", "the SQL Server instance (default: every instance of the host; restore and drill need it when the host has several)")
+		fs.StringVar(&inv.host, "host", "", "the host whose copies to use, as the receipts name it (default: the host key, else the identity backup recorded, else this host's name)")
+		fs.StringVar(&inv.instance, "instance", "", "the SQL Server instance (default: every instance of the host; restore and drill: the instance backup recorded, and they need it when the host has several)")
 	}
 	switch name {
 	case "list", "verify", "restore", "drill":
