@@ -117,6 +117,13 @@ func sealedScenario(t *testing.T, e *env, dest string, corrupt func(t *testing.T
 		t.Fatal("the rebuilt server does not hold the old key")
 	}
 
+	// The drill opens it the same way, into a scratch server.
+	scratch := newStandin(t, mssqltest.Config{ServerName: "SCRATCH01"})
+	e.vars["KEYESCROW_DRILL_DSN"] = scratch.DSN(loginUser, loginPW, nil)
+	if r := e.run("drill", "--config", e.cfgPath, "--host", "SQLHOST01"); r.code != 0 || !bytes.Equal(scratch.ServiceMasterKey(), oldKey) {
+		t.Fatalf("drill with the identity: exit %d\n%s", r.code, r.stderr)
+	}
+
 	// The sealed password altered where it is stored: refused, exit 6.
 	corrupt(t, d.SealedPassword.Location, d.SealedPassword.VersionID)
 	if r := apply(); r.code != 6 || !strings.Contains(r.stderr, "sealed password") {
@@ -246,4 +253,43 @@ func TestQuorumOfDestinations(t *testing.T) {
 	if r := e.run("check", "--config", e.cfgPath); r.code != 2 || !strings.Contains(r.stderr, "require") {
 		t.Errorf("require above the number of destinations: exit %d, want 2\n%s", r.code, r.stderr)
 	}
+}
+
+// TestNewIdentityOpensWhatIsSealedToIt: keyescrow new-identity writes the
+// secret to a new owner-only file only, prints the public key, never
+// overwrites, and the pair seals and opens a backup.
+func TestNewIdentityOpensWhatIsSealedToIt(t *testing.T) {
+	e := newEnv(t, mssqltest.Config{})
+	idFile := filepath.Join(t.TempDir(), "team.age")
+	r := e.run("new-identity", "--out", idFile)
+	rcpt := strings.TrimSpace(r.stdout)
+	if r.code != 0 || !strings.HasPrefix(rcpt, "age1") || strings.Contains(r.stdout+r.stderr, "AGE-SECRET-KEY") {
+		t.Fatalf("new-identity: exit %d\nstdout %q\nstderr %s", r.code, r.stdout, r.stderr)
+	}
+	fi, err := os.Stat(idFile)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("identity file: %v %v", err, fi)
+	}
+	before, _ := os.ReadFile(idFile)
+	if r := e.run("new-identity", "--out", idFile); r.code != 2 || !strings.Contains(r.stderr, "exists already") {
+		t.Errorf("a second new-identity over the file: exit %d\n%s", r.code, r.stderr)
+	}
+	if after, _ := os.ReadFile(idFile); !bytes.Equal(before, after) {
+		t.Fatal("the identity file was changed")
+	}
+	e.sealTo(rcpt)
+	if r := e.run("backup", "--config", e.cfgPath); r.code != 0 {
+		t.Fatalf("backup: exit %d\n%s", r.code, r.stderr)
+	}
+	pwOut := filepath.Join(t.TempDir(), "pw")
+	r = e.run("restore", "--config", e.cfgPath, "--host", "SQLHOST01", "--out", filepath.Join(t.TempDir(), "k"), "--password-out", pwOut, "--identity", idFile)
+	if r.code != 0 {
+		t.Fatalf("restore with the new identity: exit %d\n%s", r.code, r.stderr)
+	}
+	for _, line := range strings.Split(string(before), "\n") {
+		if strings.HasPrefix(line, "AGE-SECRET-KEY-") {
+			e.secrets = append(e.secrets, line)
+		}
+	}
+	e.assertNoSecrets(r)
 }

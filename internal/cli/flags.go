@@ -79,6 +79,8 @@ func (inv *invocation) flagSet(name string) *flag.FlagSet {
 		fs.StringVar(&inv.destination, "destination", "", "use only this destination (by name); default: every destination (restore, drill: the first whose copy verifies)")
 	}
 	switch name {
+	case "new-identity":
+		fs.StringVar(&inv.out, "out", "", "the new identity file (create-only, owner-only)")
 	case "restore", "drill":
 		fs.StringVar(&inv.identity, "identity", "", "age identity file that opens sealed passwords (default: $KEYESCROW_IDENTITY_FILE)")
 	}
@@ -183,7 +185,7 @@ func (a *App) usage(w io.Writer) {
 	var b strings.Builder
 	b.WriteString("keyescrow: back up SQL Server's service master key to write-once storage in another region, and prove it.\n\nUsage: keyescrow COMMAND [flags]\n\nCommands:\n")
 	for _, c := range a.commands() {
-		fmt.Fprintf(&b, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(&b, "  %-12s %s\n", c.name, c.summary)
 	}
 	b.WriteString("\nGlobal flags:\n")
 	inv := &invocation{}

@@ -100,7 +100,7 @@ func (c *Config) validateTop(p *problems) {
 				"keep backup.seal_to for a fresh sealed password per backup, or the static password, not both")
 		}
 		if _, err := sealed.ParseRecipients(b.SealTo); err != nil {
-			p.add("backup.seal_to", err.Error(), "list the age1… public keys of the people who may open the password (age-keygen -y IDENTITY prints one)")
+			p.add("backup.seal_to", err.Error(), "list the age1… public keys of the people who may open the password (keyescrow new-identity --out FILE makes a pair and prints the public key)")
 		}
 	}
 	if c.Require < 0 || c.Require > len(c.Destinations) {
