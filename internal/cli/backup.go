@@ -45,7 +45,7 @@ func (a *App) runArchive(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return inv.failEarly(err)
 	}
-	id, err := inv.identity()
+	id, err := inv.hostIdentity()
 	if err != nil {
 		return inv.failEarly(err)
 	}

@@ -192,7 +192,7 @@ func (a *App) runVerify(ctx context.Context, inv *invocation) error {
 		opts.Copies = inv.copies
 	}
 	if !inv.allHosts {
-		id, err := inv.identity()
+		id, err := inv.hostIdentity()
 		if err != nil {
 			return fail(err)
 		}

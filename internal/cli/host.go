@@ -44,8 +44,8 @@ type identityRecord struct {
 // maxIdentityRecord bounds what is read of a record.
 const maxIdentityRecord = 16 << 10
 
-// identity is the host (and, from a record, instance) a command defaults to.
-type identity struct {
+// hostID is the host (and, from a record, instance) a command defaults to.
+type hostID struct {
 	Host, Instance, Source string
 }
 
@@ -143,18 +143,18 @@ func (inv *invocation) readIdentity(cfg *config.Config) (identityRecord, bool, e
 	return rec, true, nil
 }
 
-// identity is the host a command defaults to, in this order: --host, the
+// hostIdentity is the host a command defaults to, in this order: --host, the
 // configuration's host key, the identity backup recorded with this
 // configuration, the OS host name. It logs which source was used.
-func (inv *invocation) identity() (identity, error) {
-	if inv.ident != nil {
-		return *inv.ident, nil
+func (inv *invocation) hostIdentity() (hostID, error) {
+	if inv.hostIDOnce != nil {
+		return *inv.hostIDOnce, nil
 	}
-	id, err := inv.findIdentity()
+	id, err := inv.findHostIdentity()
 	if err != nil {
 		return id, err
 	}
-	inv.ident = &id
+	inv.hostIDOnce = &id
 	args := []any{"host", id.Host, "source", id.Source}
 	if id.Instance != "" {
 		args = append(args, "instance", id.Instance)
@@ -163,32 +163,32 @@ func (inv *invocation) identity() (identity, error) {
 	return id, nil
 }
 
-func (inv *invocation) findIdentity() (identity, error) {
+func (inv *invocation) findHostIdentity() (hostID, error) {
 	if inv.host != "" {
-		return identity{Host: inv.host, Source: hostFromFlag}, nil
+		return hostID{Host: inv.host, Source: hostFromFlag}, nil
 	}
 	cfg := inv.cfg
 	if cfg != nil && cfg.Host != "" {
-		return identity{Host: cfg.Host, Source: hostFromConfig}, nil
+		return hostID{Host: cfg.Host, Source: hostFromConfig}, nil
 	}
 	if cfg != nil {
 		rec, ok, err := inv.readIdentity(cfg)
 		if err != nil {
-			return identity{}, err
+			return hostID{}, err
 		}
 		if ok {
-			return identity{Host: rec.Host, Instance: rec.Instance, Source: hostFromRecord + " (" + rec.RecordedAt.UTC().Format(time.RFC3339) + ")"}, nil
+			return hostID{Host: rec.Host, Instance: rec.Instance, Source: hostFromRecord + " (" + rec.RecordedAt.UTC().Format(time.RFC3339) + ")"}, nil
 		}
 	}
 	if h, err := inv.app.Hostname(); err == nil && strings.TrimSpace(h) != "" {
-		return identity{Host: h, Source: hostFromOS}, nil
+		return hostID{Host: h, Source: hostFromOS}, nil
 	}
-	return identity{Host: "localhost", Source: hostFromFallback}, nil
+	return hostID{Host: "localhost", Source: hostFromFallback}, nil
 }
 
 // defaultInstance is --instance, else the instance recorded with the
 // identity (restore and drill, which need one when a host has several).
-func (inv *invocation) defaultInstance(id identity) string {
+func (inv *invocation) defaultInstance(id hostID) string {
 	if inv.instance != "" {
 		return inv.instance
 	}
