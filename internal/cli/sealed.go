@@ -32,7 +32,7 @@ func (inv *invocation) identities() ([]age.Identity, error) {
 	if path == "" {
 		return nil, nil
 	}
-	v, err := inv.readSecret(config.SecretSource{Key: "identity", File: path})
+	v, err := inv.readSecret(config.SecretSource{Key: "identity", File: path, Lines: true})
 	if err != nil {
 		return nil, err
 	}

@@ -126,3 +126,18 @@ func TestReadSecretRefusesBadFilesAndLineBreaks(t *testing.T) {
 		})
 	}
 }
+
+func TestAMultiLineSecretKeepsItsLines(t *testing.T) {
+	body := "# created: 2026-12-03\n# public key: age1xyz\nAGE-SECRET-KEY-1ABC\n"
+	p := filepath.Join(t.TempDir(), "id.txt")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v, _, err := ReadSecret(SecretSource{Key: "identity", File: p, Lines: true}, noEnv, nil)
+	if err != nil || v.Reveal() != strings.TrimSuffix(body, "\n") {
+		t.Fatalf("an identity file: %v", err)
+	}
+	if _, _, err := ReadSecret(SecretSource{Key: "backup.password", File: p}, noEnv, nil); err == nil {
+		t.Fatal("the same file as a password was accepted")
+	}
+}

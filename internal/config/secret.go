@@ -18,6 +18,9 @@ type SecretSource struct {
 	Key  string
 	Env  string
 	File string
+	// Lines: the secret is a text of several lines (an age identity file),
+	// whose line breaks are kept; every other secret is one line.
+	Lines bool
 }
 
 // PasswordSource returns where the backup password comes from
@@ -90,17 +93,18 @@ func (d Destination) key(k string) string {
 // ReadSecret reads the secret src points to. A variable must be set and
 // non-empty; a file (or standard input for "-") must be a regular file of
 // at most MaxSecretBytes, is read whole with exactly one trailing "\n" or
-// "\r\n" removed, and must not then be empty. Whatever the source, a secret
-// that still holds a line break or another control character is refused: a
-// second newline at the end of a file would otherwise become part of the
-// password without anyone seeing it. A file that group or others can read
-// gives a Warning. Errors never contain the secret.
+// "\r\n" removed, and must not then be empty. Whatever the source, a
+// one-line secret (all but src.Lines) that still holds a line break or
+// another control character is refused: a second newline at the end of a
+// file would otherwise become part of the password without anyone seeing
+// it. A file that group or others can read gives a Warning. Errors never
+// contain the secret.
 func ReadSecret(src SecretSource, env Env, stdin io.Reader) (secret.Value, []Warning, error) {
 	v, warns, err := readSecret(src, env, stdin)
 	if err != nil {
 		return secret.Value{}, nil, err
 	}
-	if problem := controlProblem(v); problem != "" {
+	if problem := controlProblem(v); problem != "" && !src.Lines {
 		return secret.Value{}, nil, &Error{Key: src.Key, Problem: sourceName(src) + " " + problem, Fix: controlFix(src)}
 	}
 	return secret.New(v), warns, nil
