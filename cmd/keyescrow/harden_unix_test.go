@@ -293,3 +293,55 @@ func backupStarted(e *env) bool {
 	}
 	return false
 }
+
+// TestAnUnprivilegedAccountGetsItsOwnStateFolder: without lock_file, an
+// account other than root locks in ~/.local/state/keyescrow, made 0700.
+func TestAnUnprivilegedAccountGetsItsOwnStateFolder(t *testing.T) {
+	const nobody = 65534
+	me := os.Geteuid()
+	if me == 0 {
+		me = nobody
+	}
+	root, err := os.MkdirTemp("", "keyescrow-user-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(root) })
+	_ = os.Chmod(root, 0o755)
+	home := filepath.Join(root, "home")
+	usb := filepath.Join(home, "usb")
+	if err := os.MkdirAll(usb, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	in := filepath.Join(home, "k.key")
+	cfg := filepath.Join(home, "keyescrow.yaml")
+	_ = os.WriteFile(in, []byte("opaque key bytes"), 0o600)
+	_ = os.WriteFile(cfg, []byte("home_region: eu-west-1\ndestinations:\n  - name: usb\n    type: file\n    path: "+usb+"\nwaive: [region]\n"), 0o600)
+	if os.Geteuid() == 0 {
+		for _, p := range []string{home, usb, in, cfg} {
+			if err := os.Chown(p, me, me); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cmd := exec.Command(binary, "archive", "--config", cfg, "--host", "H", in)
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + home}
+	if os.Geteuid() == 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("archive as uid %d: %v\n%s", me, err, out)
+	}
+	sd := filepath.Join(home, ".local", "state", "keyescrow")
+	for p, want := range map[string]os.FileMode{sd: 0o700, filepath.Join(sd, "keyescrow.lock"): 0o600} {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			t.Errorf("%s: %v", p, err)
+			continue
+		}
+		if fi.Mode().Perm() != want || fi.Sys().(*syscall.Stat_t).Uid != uint32(me) {
+			t.Errorf("%s: mode %v owner %d, want mode %v owned by uid %d", p, fi.Mode().Perm(), fi.Sys().(*syscall.Stat_t).Uid, want, me)
+		}
+	}
+}
