@@ -61,8 +61,17 @@ type Filter struct {
 }
 
 func (f Filter) match(host, instance string) bool {
-	return (f.Host == "" || strings.EqualFold(safeName(f.Host), host)) &&
-		(f.Instance == "" || strings.EqualFold(safeName(f.Instance), instance))
+	return (f.Host == "" || nameMatches(f.Host, host)) && (f.Instance == "" || nameMatches(f.Instance, instance))
+}
+
+// nameMatches reports whether folder holds the copies of name, whatever
+// the case of either (non-ASCII letters too: the folder is decoded first).
+func nameMatches(name, folder string) bool {
+	if strings.EqualFold(safeName(name), folder) {
+		return true
+	}
+	n, ok := unSafeName(folder)
+	return ok && strings.EqualFold(n, name)
 }
 
 // group is the copies of one host, instance and kind at one destination.

@@ -183,3 +183,23 @@ func TestIsWindowsPathKnowsDrivesAndShares(t *testing.T) {
 		}
 	}
 }
+
+func TestFolderNamesMatchWhateverTheCase(t *testing.T) {
+	cases := []struct {
+		name, folder string
+		want         bool
+	}{
+		{"sqlhost01", "SQLHOST01", true},
+		{"größe", safeName("GRÖSSE"), false}, // not the same name
+		{"höst", safeName("HÖST"), true},
+		{`host\inst`, safeName(`HOST\INST`), true},
+		{"HOST_INST", safeName(`HOST\INST`), false},
+		{"_", "_", false}, // "_" is the empty name's folder
+		{"", "_", true},
+	}
+	for _, tc := range cases {
+		if got := nameMatches(tc.name, tc.folder); got != tc.want {
+			t.Errorf("nameMatches(%q, %q) = %v, want %v", tc.name, tc.folder, got, tc.want)
+		}
+	}
+}
