@@ -14,7 +14,7 @@ build:
 # over HTTPS), stand-in, FreeTDS cross-check and black-box tests of the
 # built binary. No AWS_*/KEYESCROW_* variable of the
 # machine leaks into the tests (a real SQL Server is used only when
-# KEYESCROW_TEST_SQLSERVER_DSN is passed on purpose, see README).
+# KEYESCROW_TEST_SQLSERVER_DSN is passed on purpose, see docs/testing.md).
 test: deps tools-s3 tools-azurite
 	env -u AWS_CA_BUNDLE -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN -u AWS_PROFILE -u AWS_REGION \
 	  -u AZURE_CLIENT_ID -u AZURE_TENANT_ID -u AZURE_CLIENT_SECRET -u AZURE_FEDERATED_TOKEN_FILE -u AZURE_AUTHORITY_HOST \
@@ -22,11 +22,12 @@ test: deps tools-s3 tools-azurite
 
 # The main job: `keyescrow backup` against the TDS stand-in, versitygw (S3
 # with Object Lock over HTTPS) and a local folder, all started here by PID;
-# prints the receipt and checks it.
+# prints the receipt and checks it, then verify and restore. Installs
+# versitygw only; removes its temporary folder unless DEMO_KEEP=1.
 demo:
 	bash deploy/dev/demo.sh
 
-# The performance benchmark (README "Performance"), run by hand only: installs
+# The performance benchmark (docs/performance.md), run by hand only: installs
 # hyperfine, awscli, rclone and GNU time when missing, starts versitygw and
 # MinIO over HTTPS, the TDS stand-in and a counting proxy, and prints one
 # table of keyescrow against the limit program, awscli and rclone.
