@@ -189,8 +189,8 @@ func (e *env) assertNoSecrets(r result) {
 	}
 }
 
-// receipt is the contract of DESIGN.md ("Receipt") plus the README's
-// extensions (exit_code, error, destinations[].checks, server_file,
+// receipt is every field docs/receipt.md lists, the extensions
+// included (exit_code, error, destinations[].checks, server_file,
 // restore).
 // parseReceipt refuses any other field, so a field added without updating
 // the contract fails the black-box tests.

@@ -20,7 +20,7 @@ const (
 	ConfigEnv = "KEYESCROW_CONFIG"
 )
 
-// Config is the whole configuration. See DESIGN.md, "Configuration".
+// Config is the whole configuration. See docs/configuration.md.
 type Config struct {
 	SQLServer    *SQLServer    `yaml:"sqlserver"` // nil when absent (archive-only setups)
 	Backup       Backup        `yaml:"backup"`

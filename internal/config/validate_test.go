@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// valid returns the DESIGN.md example, loaded.
+// valid returns the example of docs/configuration.md, loaded.
 func valid(t *testing.T) *Config {
 	t.Helper()
 	return mustLoad(t, designExample, nil)

@@ -1,6 +1,6 @@
 // Package receipt owns the receipt of a run: the one JSON document (or the
 // few lines of text) keyescrow prints on stdout and stores beside every
-// archived key, whose fields are part of the contract in DESIGN.md.
+// archived key, whose fields are part of the contract (docs/receipt.md).
 package receipt
 
 import (
@@ -39,17 +39,17 @@ type Receipt struct {
 	Waived       []string      `json:"waived"`
 	Destinations []Destination `json:"destinations"`
 	// Error is set when the run failed before or outside the destinations
-	// (configuration, SQL Server, lock, interruption). Extension of DESIGN.md.
+	// (configuration, SQL Server, lock, interruption). An extension (docs/receipt.md).
 	Error *Error `json:"error,omitempty"`
-	// ExitCode is the process exit code of the run. Extension of DESIGN.md.
+	// ExitCode is the process exit code of the run. An extension (docs/receipt.md).
 	ExitCode int `json:"exit_code"`
 	// ServerFile is the key file SQL Server wrote on its own disk in
-	// backup.remote mode, and whether keyescrow removed it. Extension of
-	// DESIGN.md; absent in local mode.
+	// backup.remote mode, and whether keyescrow removed it. An extension
+	// (docs/receipt.md); absent in local mode.
 	ServerFile *ServerFile `json:"server_file,omitempty"`
 	// Restore is what `restore` and `drill` did with the copy they fetched
 	// (the file and destinations then describe that copy and where it was
-	// proven). Extension of DESIGN.md; absent for backup and archive.
+	// proven). An extension (docs/receipt.md); absent for backup and archive.
 	Restore *Restore `json:"restore,omitempty"`
 }
 
