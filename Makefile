@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: build test demo bench deps tools-s3 tools-azurite vet fmt fuzz windows release-check clean
+.PHONY: build test demo bench deps tools-s3 tools-azurite tools-staticcheck vet fmt fuzz windows release-check clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o .tools/bin/keyescrow ./cmd/keyescrow
@@ -51,9 +51,21 @@ tools-azurite:
 tools-s3:
 	bash deploy/dev/s3-servers.sh install
 
-vet:
+# go vet and staticcheck, for Linux and Windows. staticcheck (pinned) is
+# installed into .tools/bin on first use.
+STATICCHECK_VERSION := v0.8.2
+vet: tools-staticcheck
 	$(GO) vet ./...
 	GOOS=windows $(GO) vet ./...
+	.tools/bin/staticcheck ./...
+	GOOS=windows .tools/bin/staticcheck ./...
+
+tools-staticcheck:
+	@v=$$($(GO) version -m .tools/bin/staticcheck 2>/dev/null | awk '$$1 == "mod" { print $$3 }'); \
+	if [ "$$v" != "$(STATICCHECK_VERSION)" ]; then \
+	  echo "staticcheck $(STATICCHECK_VERSION): installing into .tools/bin"; \
+	  GOBIN="$$PWD/.tools/bin" GOFLAGS=-mod=mod $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION); \
+	fi
 
 fmt:
 	@out=$$(gofmt -l cmd internal); [ -z "$$out" ] || { echo "gofmt needed: $$out"; exit 1; }
