@@ -86,11 +86,7 @@ func newEnv(t *testing.T, cfg mssqltest.Config) *env {
 		cfg.ServerName = `SQLHOST01\INST1`
 		cfg.InstanceName = "INST1"
 	}
-	srv, err := mssqltest.NewServer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
+	srv := newStandin(t, cfg)
 	root := t.TempDir()
 	e := &env{t: t, srv: srv, root: root,
 		keyDir: filepath.Join(root, "keys it's"), usbDir: filepath.Join(root, "usb"),

@@ -13,6 +13,7 @@ import (
 
 	"github.com/keyescrow/keyescrow/internal/testsrv"
 	"github.com/keyescrow/keyescrow/internal/testsrv/s3srv"
+	"github.com/keyescrow/keyescrow/internal/testutil"
 )
 
 // listDoc is `keyescrow list --json`: the README's contract, strictly.
@@ -366,7 +367,7 @@ func TestReadCommandsOnRecordedAzure(t *testing.T) {
 func TestReadCommandsWithWrongCredentials(t *testing.T) {
 	srv := s3srv.Start(t, s3srv.VersityGW, s3Region)
 	e := newS3Env(t, srv, lockBucket())
-	wrong := "Wr0ng" + randHex(16)
+	wrong := "Wr0ng" + testutil.RandHex(16)
 	e.vars["AWS_SECRET_ACCESS_KEY"] = wrong
 	e.secrets = append(e.secrets, wrong)
 
