@@ -135,13 +135,13 @@ func (inv *invocation) checkSQL(ctx context.Context, cfg *config.Config) (*sqlCh
 		return fail(err)
 	}
 	sc.Server, sc.Instance, sc.ProductVersion, sc.ControlServer = info.ServerName, info.InstanceName, info.ProductVersion, info.ControlServer
-	if !info.ControlServer {
-		return fail(exitcode.Wrap(exitcode.SQLServer, fmt.Errorf("the login cannot back up the service master key: it lacks CONTROL SERVER; GRANT CONTROL SERVER TO [login]; (or use a member of sysadmin)")))
+	if err := escrow.MayBackUp(info); err != nil {
+		return fail(err)
 	}
 	if cfg.Backup.Remote {
 		sc.BulkOperations, sc.Sysadmin = &info.BulkOperations, &info.Sysadmin
-		if !info.BulkOperations {
-			return fail(exitcode.Wrap(exitcode.SQLServer, fmt.Errorf("backup.remote reads the key file back through SQL Server, which needs ADMINISTER BULK OPERATIONS, and the login lacks it: GRANT ADMINISTER BULK OPERATIONS TO [login]; or add the login to bulkadmin")))
+		if err := escrow.MayReadBack(info); err != nil {
+			return fail(err)
 		}
 		if !info.Sysadmin {
 			sc.Detail = "the login is not sysadmin: the key file will stay on the server after each run (xp_delete_files needs sysadmin)"
