@@ -34,7 +34,7 @@ type Config struct {
 	LockFile     string        `yaml:"lock_file"` // "" → default chosen by the caller
 	Signing      Signing       `yaml:"signing"`
 	Trust        Trust         `yaml:"trust"`
-	Source       string        `yaml:"-"`         // the file path it came from, "" when none
+	Source       string        `yaml:"-"` // the file path it came from, "" when none
 
 	// lines maps a display key ("destinations[1].bucket") to its line in
 	// Source; keys later overridden by env or Set are removed.
