@@ -36,16 +36,16 @@ type VerifyOptions struct {
 
 // Audit is the result of `keyescrow verify`.
 type Audit struct {
-	Status       string         `json:"status"` // ok, stale, failed
-	Tool         string         `json:"tool"`
-	Version      string         `json:"version"`
-	RunID        string         `json:"run_id"`
-	Command      string         `json:"command"`
-	Mode         string         `json:"mode"` // host, all-hosts
-	StartedAt    time.Time      `json:"started_at"`
-	FinishedAt   time.Time      `json:"finished_at"`
-	MaxAge       string         `json:"max_age"`
-	Destinations []AuditedDest  `json:"destinations"`
+	Status       string        `json:"status"` // ok, stale, failed
+	Tool         string        `json:"tool"`
+	Version      string        `json:"version"`
+	RunID        string        `json:"run_id"`
+	Command      string        `json:"command"`
+	Mode         string        `json:"mode"` // host, all-hosts
+	StartedAt    time.Time     `json:"started_at"`
+	FinishedAt   time.Time     `json:"finished_at"`
+	MaxAge       string        `json:"max_age"`
+	Destinations []AuditedDest `json:"destinations"`
 	// ReceiptsAuthenticated: trust.public_keys is set, so only copies whose
 	// receipt a pinned key signed were counted. False: receipts were taken
 	// as they are (anyone with write access to a destination can forge
@@ -73,16 +73,16 @@ type AuditedGroup struct {
 	// Newest is when the newest proven copy was stored (nil: none).
 	Newest *time.Time `json:"newest"`
 	// NewestAgeSeconds is the age of Newest at the audit.
-	NewestAgeSeconds float64        `json:"newest_age_seconds"`
-	Stale            bool           `json:"stale"`
-	Status           string         `json:"status"` // ok, stale, failed
-	Checked          []CheckedCopy  `json:"checked"`
+	NewestAgeSeconds float64       `json:"newest_age_seconds"`
+	Stale            bool          `json:"stale"`
+	Status           string        `json:"status"` // ok, stale, failed
+	Checked          []CheckedCopy `json:"checked"`
 	// Skipped are the copies not counted (no receipt, not genuine, not
 	// authenticated) and the receipt versions and delete markers found;
 	// those with evidence true fail the audit (exit 6).
 	Skipped  []receipt.Skipped `json:"skipped,omitempty"`
 	Warnings []string          `json:"warnings,omitempty"`
-	Error            *receipt.Error `json:"error,omitempty"`
+	Error    *receipt.Error    `json:"error,omitempty"`
 }
 
 // CheckedCopy is one copy read back and re-hashed.

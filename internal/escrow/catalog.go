@@ -102,9 +102,9 @@ type walker struct {
 
 	cur       *group
 	receipts  map[string]*receiptVersions // copy key → its receipt's versions
-	lastKey   string            // the key whose versions are being listed
-	keyHidden bool              // lastKey's newest entry is a delete marker
-	foreign   int               // objects outside the layout, ignored
+	lastKey   string                      // the key whose versions are being listed
+	keyHidden bool                        // lastKey's newest entry is a delete marker
+	foreign   int                         // objects outside the layout, ignored
 	// hiddenReceipt: lastKey is a receipt whose newest entry is a delete
 	// marker.
 	hiddenReceipt bool
