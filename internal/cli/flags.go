@@ -77,6 +77,8 @@ func (inv *invocation) flagSet(name string) *flag.FlagSet {
 		fs.StringVar(&inv.destination, "destination", "", "use only this destination (by name); default: every destination (restore, drill: the first whose copy verifies)")
 	}
 	switch name {
+	case "init-key":
+		fs.StringVar(&inv.out, "out", "", "where to write the new private signing key (create-only, owner-only), e.g. /etc/keyescrow/signing.key")
 	case "list":
 		fs.IntVar(&inv.limit, "limit", 0, "show at most this many of the newest copies per host and instance (0 = all)")
 		fs.BoolVar(&inv.noReceipts, "no-receipts", false, "do not read the receipts (one request per copy): the SHA-256 and retention columns stay empty")

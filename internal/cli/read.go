@@ -44,6 +44,7 @@ func (a *App) runList(ctx context.Context, inv *invocation) error {
 		return out.finish(nil, err)
 	}
 	out.start()
+	out.authenticated = len(r.Trust) > 0 && !inv.noReceipts
 	listed, err := r.List(ctx, escrow.ListOptions{
 		Destination: inv.destination, Filter: escrow.Filter{Host: inv.host, Instance: inv.instance},
 		Limit: inv.limit, NoReceipts: inv.noReceipts,
@@ -57,6 +58,8 @@ type listOutput struct {
 	w       *bufio.Writer
 	started bool
 	n       int
+	// authenticated: keys are pinned and receipts were read.
+	authenticated bool
 	tw      *tabwriter.Writer
 	dest    string
 	group   string
@@ -135,7 +138,7 @@ func (o *listOutput) finish(listed []escrow.Listed, err error) error {
 			o.w.WriteString("\n  ")
 		}
 		dests, _ := json.Marshal(listed)
-		fmt.Fprintf(o.w, "],\n  \"destinations\": %s,\n  \"status\": %q,\n", dests, status)
+		fmt.Fprintf(o.w, "],\n  \"destinations\": %s,\n  \"receipts_authenticated\": %t,\n  \"status\": %q,\n", dests, o.authenticated, status)
 		if err != nil {
 			e, _ := json.Marshal(receipt.Error{Code: code, Message: err.Error()})
 			fmt.Fprintf(o.w, "  \"error\": %s,\n", e)

@@ -44,6 +44,9 @@ func (r *Runner) List(ctx context.Context, opts ListOptions, emit func(Copy) err
 	if err != nil {
 		return nil, err
 	}
+	if !opts.NoReceipts {
+		r.warnUnauthenticated(ctx, false)
+	}
 	var out []Listed
 	var errs []error
 	for _, d := range dests {
