@@ -16,12 +16,12 @@ import (
 
 // checkReport is what `keyescrow check` prints.
 type checkReport struct {
-	Status       string         `json:"status"`
-	Tool         string         `json:"tool"`
-	Version      string         `json:"version"`
-	SQLServer    *sqlCheck      `json:"sqlserver"`
-	Waived       []string       `json:"waived"`
-	Destinations []destCheck    `json:"destinations"`
+	Status       string      `json:"status"`
+	Tool         string      `json:"tool"`
+	Version      string      `json:"version"`
+	SQLServer    *sqlCheck   `json:"sqlserver"`
+	Waived       []string    `json:"waived"`
+	Destinations []destCheck `json:"destinations"`
 	// Signing: the receipt signing key and the pinned keys (always
 	// present; status "unsigned" when neither is configured).
 	Signing  *signingCheck  `json:"signing"`

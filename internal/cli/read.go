@@ -60,9 +60,9 @@ type listOutput struct {
 	n       int
 	// authenticated: keys are pinned and receipts were read.
 	authenticated bool
-	tw      *tabwriter.Writer
-	dest    string
-	group   string
+	tw            *tabwriter.Writer
+	dest          string
+	group         string
 }
 
 func (o *listOutput) start() {
