@@ -301,6 +301,9 @@ func (r *Runner) logGroup(ctx context.Context, d Destination, g AuditedGroup) {
 	if g.Newest != nil {
 		args = append(args, "newest", g.Newest.Format(time.RFC3339), "age", time.Duration(g.NewestAgeSeconds*float64(time.Second)).Round(time.Second).String())
 	}
+	for _, w := range g.Warnings {
+		r.Log.WarnContext(ctx, w, "destination", d.Config.Name, "host", g.Host, "instance", g.Instance)
+	}
 	if g.Error != nil {
 		r.Log.ErrorContext(ctx, "audit failed", append(args, "err", g.Error.Message)...)
 		return
