@@ -17,10 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
 	"github.com/keyescrow/keyescrow/internal/mssqltest"
 	"github.com/keyescrow/keyescrow/internal/testsrv/s3srv"
@@ -196,7 +196,9 @@ func (f s3Forger) get(t *testing.T, key string) []byte {
 	return b
 }
 
-func (f s3Forger) key(location string) string { return strings.TrimPrefix(location, "s3://"+f.bucket+"/") }
+func (f s3Forger) key(location string) string {
+	return strings.TrimPrefix(location, "s3://"+f.bucket+"/")
+}
 
 type azForger struct {
 	c    *container.Client
