@@ -146,6 +146,19 @@ func TestInitKeyCreatesAPinnableKeyAndAWrongPinFails(t *testing.T) {
 		_ = os.Chmod(keyFile, 0o600)
 	}
 
+	// The key from a variable (CI): the same signature, nothing printed.
+	pem, _ := os.ReadFile(keyFile)
+	e.vars["KEYESCROW_TEST_SIGNING_PEM"] = string(pem)
+	e.writeConfig(fmt.Sprintf("signing:\n  key_env: KEYESCROW_TEST_SIGNING_PEM\ntrust:\n  public_keys: [%q]\n", pub))
+	r = e.run("archive", "--config", e.cfgPath, "--json", "--host", "SQLHOST07", "--log-level", "debug", in)
+	if r.code != 0 {
+		t.Fatalf("archive with signing.key_env: exit %d\n%s", r.code, r.stderr)
+	}
+	doc, _ = os.ReadFile(parseReceipt(t, r.stdout).Destinations[0].Location + ".receipt.json")
+	if st := parseStored(t, string(doc)); st.Signature == nil || st.Signature.KeyID != rep.Signing.KeyID {
+		t.Fatalf("the stored receipt is not signed by the key from the variable: %s", doc)
+	}
+
 	// A wrong pinned key: check refuses the signing key, verify counts
 	// nothing and names the unknown key.
 	other, _ := e.initKey("etc2")
