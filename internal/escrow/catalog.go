@@ -183,6 +183,9 @@ func (w *walker) object(o storage.Object) error {
 		w.commitReceipt()
 		w.lastKey, w.keyHidden = o.Key, o.DeleteMarker
 	}
+	if strings.HasSuffix(o.Key, sealedSuffix) {
+		return nil // a sealed password, read through its copy's receipt
+	}
 	if copyKey, ok := strings.CutSuffix(o.Key, receiptSuffix); ok {
 		// A receipt's versions are listed newest first; the last one seen
 		// is its first version, the only one keyescrow wrote. A receipt
