@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -349,9 +351,37 @@ func forgeryScenario(t *testing.T, e *env, f forger, versioned bool) {
 }
 
 func TestForgeriesWithTheAgentsOwnS3Credentials(t *testing.T) {
-	srv := s3srv.Start(t, s3srv.VersityGW, s3Region)
-	e := newS3Env(t, srv, lockBucket())
-	forgeryScenario(t, e.env, s3Forger{c: srv.Admin(""), bucket: e.bucket}, true)
+	for _, kind := range s3srv.Kinds {
+		t.Run(string(kind), func(t *testing.T) {
+			srv := s3srv.Start(t, kind, s3Region)
+			e := newS3Env(t, srv, lockBucket())
+			forgeryScenario(t, e.env, s3Forger{c: srv.Admin(""), bucket: e.bucket}, true)
+		})
+	}
+}
+
+// On the recorded Azure layer (versions and locks as Azure keeps them) the
+// forger writes with the agent's own Entra ID application. A new version
+// over the locked genuine key is refused there, as Azure refuses it under
+// version-level immutability, so the new-name attacks are what remains.
+func TestForgeriesWithTheAgentsOwnAzureIdentity(t *testing.T) {
+	a, srv := newRecordedAzEnv(t)
+	co, err := azstoreClient(srv.TLS.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobOpts := co
+	co.Cloud = cloud.Configuration{ActiveDirectoryAuthorityHost: a.vars["AZURE_AUTHORITY_HOST"]}
+	cred, err := azidentity.NewClientSecretCredential(azTenant, azClient, a.vars["KEYESCROW_TEST_AZ_CLIENT_SECRET"],
+		&azidentity.ClientSecretCredentialOptions{ClientOptions: co, DisableInstanceDiscovery: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := container.NewClient(srv.AccountURL+"/sqlkeys", cred, &container.ClientOptions{ClientOptions: blobOpts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forgeryScenario(t, a.env, azForger{c: c, name: "sqlkeys"}, false)
 }
 
 func TestForgeriesWithTheAgentsOwnAzuriteKey(t *testing.T) {
