@@ -272,6 +272,18 @@ func forgeryScenario(t *testing.T, e *env, f forger, versioned bool) {
 	pub, keyFile := e.initKey("etc")
 	e.pin(keyFile, pub)
 	const host = "SQLHOST07"
+	promFile := filepath.Join(e.root, "keyescrow.prom")
+	e.vars["KEYESCROW_METRICS_FILE"] = promFile
+	metric := func(name string) string {
+		t.Helper()
+		prom, _ := os.ReadFile(promFile)
+		for _, l := range strings.Split(string(prom), "\n") {
+			if strings.HasPrefix(l, name+"{") {
+				return l[strings.LastIndex(l, " ")+1:]
+			}
+		}
+		return "absent"
+	}
 	genuine := make([]byte, 150)
 	_, _ = rand.Read(genuine)
 	in := filepath.Join(e.root, "smk.key")
@@ -313,6 +325,9 @@ func forgeryScenario(t *testing.T, e *env, f forger, versioned bool) {
 	if r.code != 0 || !slices.Equal(reasons(g.Skipped), []string{"unfinished"}) || g.Skipped[0].RunID != "5eed5eed" || !strings.Contains(r.stderr, "5eed5eed") {
 		t.Fatalf("verify with an unfinished copy: exit %d, want 0 with a warning naming run 5eed5eed\n%s\n%s\nskipped %+v", r.code, r.stdout, r.stderr, g.Skipped)
 	}
+	if metric("keyescrow_copies_skipped") != "1" || metric("keyescrow_copies_forged") != "0" {
+		t.Errorf("metrics: skipped %s forged %s, want 1 and 0", metric("keyescrow_copies_skipped"), metric("keyescrow_copies_forged"))
+	}
 
 	// (a) A newer forged key and receipt under a new name.
 	time.Sleep(1100 * time.Millisecond)
@@ -323,6 +338,9 @@ func forgeryScenario(t *testing.T, e *env, f forger, versioned bool) {
 	r, a = verify()
 	if r.code != 6 || !strings.Contains(r.stdout, "0badc0de") {
 		t.Fatalf("verify with a forged newer copy: exit %d, want 6 naming it\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if metric("keyescrow_copies_forged") != "1" {
+		t.Errorf("metrics: forged %s, want 1", metric("keyescrow_copies_forged"))
 	}
 	r, got := restore("restored-a.key")
 	if r.code != 0 || !bytes.Equal(got, genuine) || !strings.Contains(r.stderr, "fell back") {

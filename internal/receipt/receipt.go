@@ -344,6 +344,14 @@ func (r *Receipt) WriteText(w io.Writer) error {
 		if x.Applied {
 			fmt.Fprintf(&b, "  %s %s\n", what, x.Server)
 		}
+		for _, s := range x.Skipped {
+			fmt.Fprintf(&b, "  passed over (%s): %s\n", s.Reason, s.Message)
+		}
+		if x.Authenticated {
+			fmt.Fprintf(&b, "  receipt authenticated: signed by pinned key %s\n", x.KeyID)
+		} else {
+			b.WriteString("  receipt not authenticated (no pinned key vouches for it)\n")
+		}
 	}
 	if r.Error != nil {
 		fmt.Fprintf(&b, "  error(%d): %s\n", r.Error.Code, r.Error.Message)
