@@ -319,17 +319,35 @@ func (r *Runner) logGroup(ctx context.Context, d Destination, g AuditedGroup) {
 // tampering (exit 6) otherwise.
 func (r *Runner) auditGroup(ctx context.Context, d Destination, g *group, copies int, now time.Time) (AuditedGroup, error) {
 	ag := AuditedGroup{Host: g.Host, Instance: g.Instance, Kind: g.Kind, Copies: g.Total, Checked: []CheckedCopy{}}
+	// Judge newest first, a batch at a time, until enough genuine copies
+	// are found: each judgement reads a receipt.
 	js := make([]judged, len(g.Copies))
-	r.each(len(g.Copies), func(i int) { js[i] = r.judge(ctx, d, g.Copies[i]) })
+	n := 0
+	for found := 0; n < len(js) && found < copies; {
+		batch := min(copies-found, len(js)-n)
+		r.each(batch, func(k int) { js[n+k] = r.judge(ctx, d, g.Copies[n+k]) })
+		for _, j := range js[n : n+batch] {
+			if j.skip == nil {
+				found++
+			}
+		}
+		n += batch
+	}
+	js = js[:n]
 
 	var errs []error
 	var pick []int
 	genuineSeen := false
+	reported := map[string]bool{}
 	for i, j := range js {
 		for _, f := range j.findings {
-			ag.Skipped = append(ag.Skipped, f)
-			if f.Evidence {
-				errs = append(errs, exitcode.Wrap(exitcode.Verify, fmt.Errorf("%s: %s", d.Config.Name, f.Message)))
+			// Every version of a key shares its receipt: report once.
+			if id := f.Reason + " " + f.Location + " " + f.VersionID; !reported[id] {
+				reported[id] = true
+				ag.Skipped = append(ag.Skipped, f)
+				if f.Evidence {
+					errs = append(errs, exitcode.Wrap(exitcode.Verify, fmt.Errorf("%s: %s", d.Config.Name, f.Message)))
+				}
 			}
 		}
 		if j.skip != nil {
