@@ -261,7 +261,8 @@ func TestUnfinishedCopiesAreWarningsUnlessTheyAreAllThereIs(t *testing.T) {
 		t.Errorf("verify after a delete marker: %v, warnings %v", err, g.Warnings)
 	}
 
-	// Only an unfinished copy: the host is unproven (stale), not corrupt.
+	// Only an unfinished copy: the host is unproven (stale), not corrupt;
+	// restore has nothing genuine to write.
 	b := newArchive(t, 30)
 	b.signWith()
 	if _, err := b.mem.Put(testContext(t), key, []byte("died"), storage.PutOptions{SHA256: sha(t, "died")}); err != nil {
@@ -269,6 +270,10 @@ func TestUnfinishedCopiesAreWarningsUnlessTheyAreAllThereIs(t *testing.T) {
 	}
 	if _, err := b.verify(VerifyOptions{Destination: memName, Filter: Filter{Host: "SQLA"}}); exitcode.Code(err) != exitcode.Stale {
 		t.Errorf("verify with only an unfinished copy: %v, want exit 8", err)
+	}
+	rec, got, err := b.restore(RestoreOptions{Destination: memName})
+	if exitcode.Code(err) != exitcode.Verify || got != nil || !strings.Contains(err.Error(), "none of the 1 copies") || skippedReasons(rec.Restore.Skipped) != "unfinished" {
+		t.Errorf("restore with only an unfinished copy: %v, wrote %q, skipped %+v", err, got, rec.Restore.Skipped)
 	}
 }
 

@@ -179,7 +179,11 @@ func (r *Runner) fetchVerified(ctx context.Context, rec *receipt.Receipt, dests 
 		}
 		c, checked, ok := r.firstGenuine(ctx, rec, d, cands, opts)
 		if !ok {
-			missing = append(missing, d.Config.Name+" (no genuine copy)")
+			err := exitcode.Wrap(exitcode.Verify, fmt.Errorf("%s: none of the %d copies of %s%s is genuine (restore.skipped says why for each): pass --version-id to use one explicitly", d.Config.Name, len(cands), scopeNames(opts.Filter), choiceText(opts)))
+			errs = append(errs, err)
+			rec.Destinations = append(rec.Destinations, receipt.Destination{Name: d.Config.Name, Type: d.Backend.Type(),
+				Status: receipt.DestFailed, Error: &receipt.Error{Code: exitcode.Verify, Message: err.Error()}})
+			r.Log.ErrorContext(ctx, "no genuine copy at this destination", "destination", d.Config.Name, "copies", len(cands))
 			continue
 		}
 		rd := receipt.Destination{Name: d.Config.Name, Type: d.Backend.Type(), Location: c.Location, VersionID: c.VersionID,
