@@ -203,7 +203,7 @@ func (r *Runner) fetchVerified(ctx context.Context, rec *receipt.Receipt, dests 
 		errs = append(errs, checked.err)
 	}
 	if len(errs) == 0 {
-		return Copy{}, nil, nil, exitcode.Wrap(exitcode.Usage, fmt.Errorf("no genuine copy of %s%s at %s: keyescrow list shows what is archived", scopeNames(opts.Filter), choiceText(opts), strings.Join(missing, ", ")))
+		return Copy{}, nil, nil, exitcode.Wrap(exitcode.Usage, fmt.Errorf("no copy of %s%s at %s: keyescrow list shows what is archived", scopeNames(opts.Filter), choiceText(opts), strings.Join(missing, ", ")))
 	}
 	return Copy{}, nil, errors.Join(errs...), nil
 }
