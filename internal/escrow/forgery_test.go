@@ -3,6 +3,7 @@ package escrow
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -331,4 +332,38 @@ func (a *archive) memRead(key string) []byte {
 		a.t.Fatal(err)
 	}
 	return b
+}
+
+func TestDestinationsHoldingOneRunsCopyMustAgree(t *testing.T) {
+	a := newArchive(t, 30)
+	a.put("SQLA", "MSSQLSERVER", testNow, "genuine")
+	a.now = testNow.Add(time.Hour)
+	// At the folder (which keeps no versions) someone replaces the copy
+	// and its receipt consistently: on its own, the folder's copy verifies.
+	c := a.list(ListOptions{Destination: fileName})[0]
+	path := filepath.Join(a.dir, "usb", filepath.FromSlash(c.Key))
+	var doc map[string]any
+	raw, err := os.ReadFile(path + receiptSuffix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["file"].(map[string]any)["sha256"] = sum("replaced")
+	doc["file"].(map[string]any)["bytes"] = len("replaced")
+	out, _ := json.MarshalIndent(doc, "", "  ")
+	for p, data := range map[string][]byte{path: []byte("replaced"), path + receiptSuffix: out} {
+		_ = os.Chmod(p, 0o600)
+		if err := os.WriteFile(p, data, 0o400); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.verify(VerifyOptions{Destination: fileName, Filter: Filter{Host: "SQLA"}}); err != nil {
+		t.Fatalf("the folder alone: %v", err)
+	}
+	aud, err := a.verify(VerifyOptions{Filter: Filter{Host: "SQLA"}})
+	if exitcode.Code(err) != exitcode.Verify || !strings.Contains(err.Error(), "disagree") || aud.Error == nil {
+		t.Fatalf("verify of both destinations: %v, want exit 6: the copies of one run disagree", err)
+	}
 }
