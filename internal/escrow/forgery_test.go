@@ -3,6 +3,8 @@ package escrow
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -109,6 +111,11 @@ func TestASignedArchiveVerifiesAndAuthenticatesEveryCopy(t *testing.T) {
 		key = c.Key
 	}
 	doc := a.memRead(key + receiptSuffix)
+	for _, form := range []string{base64.StdEncoding.EncodeToString(priv.Seed()), base64.StdEncoding.EncodeToString(priv), hex.EncodeToString(priv.Seed())} {
+		if strings.Contains(string(doc), form) || strings.Contains(a.logs.String(), form) {
+			t.Fatal("the private key appears in the stored receipt or the log")
+		}
+	}
 	payload, pk, err := a.runner.Trust.Open(doc)
 	if err != nil || pk.ID != sign.Public(priv).ID || !strings.Contains(string(payload), `"status": "proven"`) {
 		t.Fatalf("the stored receipt does not verify: %v\n%s", err, doc)
