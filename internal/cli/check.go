@@ -136,7 +136,10 @@ func (inv *invocation) checkSigning(cfg *config.Config, pinned bool) (*signingCh
 		inv.log.Warn(sc.Detail)
 		return sc, nil
 	case priv == nil:
-		sc.Status, sc.Detail = "verify-only", "no signing key: this host only reads; only copies whose receipts a pinned key signed are counted"
+		sc.Status, sc.Detail = "verify-only", "no signing key: only copies whose receipts a pinned key signed are counted, so backup and archive from this host would store copies that do not count; set signing.key_file on a host that writes"
+		if cfg.SQLServer != nil {
+			inv.log.Warn(sc.Detail)
+		}
 		return sc, nil
 	}
 	pub := sign.Public(priv)
