@@ -169,6 +169,9 @@ func TestInitKeyCreatesAPinnableKeyAndAWrongPinFails(t *testing.T) {
 	if r := e.run("check", "--config", e.cfgPath); r.code != 2 || !strings.Contains(r.stderr, "not in trust.public_keys") {
 		t.Errorf("check with a wrong pin: exit %d\n%s", r.code, r.stderr)
 	}
+	if r := e.run("archive", "--config", e.cfgPath, "--host", "SQLHOST07", in); r.code != 2 || !strings.Contains(r.stderr, "would not count") {
+		t.Errorf("archive signing with a key that is not pinned: exit %d, want 2 before writing\n%s", r.code, r.stderr)
+	}
 	r = e.run("verify", "--config", e.cfgPath, "--json", "--host", "SQLHOST07")
 	if r.code == 0 || !strings.Contains(r.stdout, "not in trust.public_keys") {
 		t.Errorf("verify with a wrong pin: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)

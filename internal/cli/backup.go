@@ -27,7 +27,7 @@ func (a *App) runBackup(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return inv.failEarly(err)
 	}
-	if r.Signer, err = inv.readSigningKey(cfg); err != nil {
+	if r.Signer, err = inv.writeSigner(cfg, r.Trust); err != nil {
 		return inv.failEarly(err)
 	}
 	r.Password = pw
@@ -48,7 +48,7 @@ func (a *App) runArchive(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return inv.failEarly(err)
 	}
-	if r.Signer, err = inv.readSigningKey(cfg); err != nil {
+	if r.Signer, err = inv.writeSigner(cfg, r.Trust); err != nil {
 		return inv.failEarly(err)
 	}
 	r.Hostname = inv.defaultHost()

@@ -64,6 +64,24 @@ func (inv *invocation) readSigningKey(cfg *config.Config) (ed25519.PrivateKey, e
 	return priv, nil
 }
 
+// writeSigner reads the signing key for backup and archive. With keys
+// pinned, a run whose copies would not count is refused before anything is
+// written: no signing key, or one whose public key is not pinned.
+func (inv *invocation) writeSigner(cfg *config.Config, trust sign.Trust) (ed25519.PrivateKey, error) {
+	priv, err := inv.readSigningKey(cfg)
+	if err != nil || len(trust) == 0 {
+		return priv, err
+	}
+	if priv == nil {
+		return nil, exitcode.Wrap(exitcode.Usage, errors.New("trust.public_keys is set but no signing key is: the copies this run stored would carry unsigned receipts that list, verify and restore do not count; set signing.key_file (keyescrow init-key makes one)"))
+	}
+	if _, ok := signingPinned(priv, trust); !ok {
+		pub := sign.Public(priv)
+		return nil, exitcode.Wrap(exitcode.Usage, fmt.Errorf("signing.key_file: its public key %s (key id %s) is not in trust.public_keys, so the copies this run stored would not count: pin it there", pub, pub.ID))
+	}
+	return priv, nil
+}
+
 // signingPinned reports whether priv's public key is among the pinned keys;
 // with none pinned, ok is true and pinned false.
 func signingPinned(priv ed25519.PrivateKey, t sign.Trust) (pinned, ok bool) {
