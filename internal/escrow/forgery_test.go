@@ -268,6 +268,18 @@ func TestUnfinishedCopiesAreWarningsUnlessTheyAreAllThereIs(t *testing.T) {
 	if err != nil || !strings.Contains(strings.Join(g.Warnings, " "), "a delete marker hides") {
 		t.Errorf("verify after a delete marker: %v, warnings %v", err, g.Warnings)
 	}
+	// And one over its receipt: reported, the receipt still read by version.
+	if err := a.mem.Delete(testContext(t), c.Key+receiptSuffix, "", false); err != nil {
+		t.Fatal(err)
+	}
+	aud, err = a.verify(VerifyOptions{Destination: memName, Filter: Filter{Host: "SQLA"}})
+	g = aud.Destinations[0].Groups[0]
+	if err != nil || !strings.Contains(strings.Join(g.Warnings, " "), "a delete marker hides the receipt") || len(g.Checked) != 1 || g.Checked[0].Status != receipt.DestVerified {
+		t.Errorf("verify after a delete marker over the receipt: %v, warnings %v, checked %+v", err, g.Warnings, g.Checked)
+	}
+	if _, got, err := a.restore(RestoreOptions{Destination: memName}); err != nil || string(got) != "genuine" {
+		t.Errorf("restore under delete markers: %v, %q", err, got)
+	}
 
 	// Only an unfinished copy: the host is unproven (stale), not corrupt;
 	// restore has nothing genuine to write.
