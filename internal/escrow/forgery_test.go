@@ -386,3 +386,24 @@ func TestDestinationsHoldingOneRunsCopyMustAgree(t *testing.T) {
 		t.Fatalf("verify of both destinations: %v, want exit 6: the copies of one run disagree", err)
 	}
 }
+
+func TestCopiesFromBeforeSigningAreWarningsNotEvidence(t *testing.T) {
+	a := newArchive(t, 30)
+	a.put("SQLA", "MSSQLSERVER", testNow, "before signing")
+	a.signWith()
+	a.put("SQLA", "MSSQLSERVER", testNow.Add(time.Hour), "signed")
+	a.now = testNow.Add(2 * time.Hour)
+	aud, err := a.verify(VerifyOptions{Destination: memName, Filter: Filter{Host: "SQLA"}, Copies: 3})
+	g := aud.Destinations[0].Groups[0]
+	if err != nil || skippedReasons(g.Skipped) != "unauthenticated" || g.Skipped[0].Evidence || len(g.Checked) != 1 {
+		t.Fatalf("verify: %v, skipped %+v", err, g.Skipped)
+	}
+	// Before the first signed copy exists, the unsigned one leaves the
+	// host unproven (stale), not forged.
+	b := newArchive(t, 30)
+	b.put("SQLA", "MSSQLSERVER", testNow, "before signing")
+	b.signWith()
+	if _, err := b.verify(VerifyOptions{Destination: memName, Filter: Filter{Host: "SQLA"}}); exitcode.Code(err) != exitcode.Stale {
+		t.Errorf("verify with only unsigned copies: %v, want exit 8", err)
+	}
+}
