@@ -41,6 +41,9 @@ type listDoc struct {
 			Until time.Time `json:"until"`
 		} `json:"retention"`
 		RetentionInForce bool   `json:"retention_in_force"`
+		Authenticated    bool   `json:"authenticated"`
+		KeyID            string `json:"key_id"`
+		RunID            string `json:"run_id"`
 		Note             string `json:"note"`
 	} `json:"copies"`
 	Destinations []struct {
@@ -54,9 +57,10 @@ type listDoc struct {
 			Message string `json:"message"`
 		} `json:"error"`
 	} `json:"destinations"`
-	Status   string `json:"status"`
-	ExitCode int    `json:"exit_code"`
-	Error    *struct {
+	ReceiptsAuthenticated bool   `json:"receipts_authenticated"`
+	Status                string `json:"status"`
+	ExitCode              int    `json:"exit_code"`
+	Error                 *struct {
 		Code    int    `json:"code"`
 		Message string `json:"message"`
 	} `json:"error"`
@@ -109,8 +113,12 @@ type auditDoc struct {
 					Code    int    `json:"code"`
 					Message string `json:"message"`
 				} `json:"error"`
+				RunID         string `json:"run_id"`
+				Authenticated bool   `json:"authenticated"`
+				KeyID         string `json:"key_id"`
 			} `json:"checked"`
-			Warnings []string `json:"warnings"`
+			Skipped  []skipped `json:"skipped"`
+			Warnings []string  `json:"warnings"`
 			Error    *struct {
 				Code    int    `json:"code"`
 				Message string `json:"message"`
@@ -125,7 +133,8 @@ type auditDoc struct {
 		Code    int    `json:"code"`
 		Message string `json:"message"`
 	} `json:"error"`
-	ExitCode int `json:"exit_code"`
+	ReceiptsAuthenticated bool `json:"receipts_authenticated"`
+	ExitCode              int  `json:"exit_code"`
 }
 
 // decodeStrict parses stdout as exactly one JSON document of v's fields.

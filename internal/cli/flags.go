@@ -79,6 +79,8 @@ func (inv *invocation) flagSet(name string) *flag.FlagSet {
 		fs.StringVar(&inv.destination, "destination", "", "use only this destination (by name); default: every destination (restore, drill: the first whose copy verifies)")
 	}
 	switch name {
+	case "init-key":
+		fs.StringVar(&inv.out, "out", "", "where to write the new private signing key (create-only, owner-only), e.g. /etc/keyescrow/signing.key")
 	case "new-identity":
 		fs.StringVar(&inv.out, "out", "", "the new identity file (create-only, owner-only)")
 	case "restore", "drill":
