@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
@@ -25,6 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/keyescrow/keyescrow/internal/mssqltest"
+	"github.com/keyescrow/keyescrow/internal/storage/azstore"
 	"github.com/keyescrow/keyescrow/internal/testsrv/s3srv"
 )
 
@@ -387,10 +389,11 @@ func TestForgeriesWithTheAgentsOwnS3Credentials(t *testing.T) {
 // version-level immutability, so the new-name attacks are what remains.
 func TestForgeriesWithTheAgentsOwnAzureIdentity(t *testing.T) {
 	a, srv := newRecordedAzEnv(t)
-	co, err := azstoreClient(srv.TLS.CA)
+	hc, err := azstore.NewHTTPClient(srv.TLS.CA)
 	if err != nil {
 		t.Fatal(err)
 	}
+	co := azcore.ClientOptions{Transport: hc}
 	blobOpts := co
 	co.Cloud = cloud.Configuration{ActiveDirectoryAuthorityHost: a.vars["AZURE_AUTHORITY_HOST"]}
 	cred, err := azidentity.NewClientSecretCredential(azTenant, azClient, a.vars["KEYESCROW_TEST_AZ_CLIENT_SECRET"],

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keyescrow/keyescrow/internal/storage/storagetest"
+	"github.com/keyescrow/keyescrow/internal/testutil"
 )
 
 func newKey(t *testing.T) (string, PublicKey) {
@@ -139,7 +139,7 @@ func TestParsePublicKeyNamesWhatIsWrong(t *testing.T) {
 func TestAThirdPartyVerifiesWithOpenSSL(t *testing.T) {
 	for _, tool := range []string{"openssl", "python3"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			storagetest.Skip(t, tool+" is not installed")
+			testutil.Skip(t, "%s is not installed", tool)
 		}
 	}
 	dir := t.TempDir()
