@@ -90,6 +90,13 @@ func (d Destination) key(k string) string {
 	return fmt.Sprintf("destinations[%s].%s", d.Name, k)
 }
 
+// SigningKeySource returns where the receipt signing key comes from (a
+// text of several lines: a comment and the key); both
+// fields empty when no signing key is configured.
+func (c *Config) SigningKeySource() SecretSource {
+	return SecretSource{Key: "signing.key", Env: c.Signing.KeyEnv, File: c.Signing.KeyFile, Lines: true}
+}
+
 // ReadSecret reads the secret src points to. A variable must be set and
 // non-empty; a file (or standard input for "-") must be a regular file of
 // at most MaxSecretBytes, is read whole with exactly one trailing "\n" or

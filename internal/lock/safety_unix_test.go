@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/keyescrow/keyescrow/internal/state"
-	"github.com/keyescrow/keyescrow/internal/storage/storagetest"
+	"github.com/keyescrow/keyescrow/internal/testutil"
 )
 
 const nobody = 65534
@@ -22,7 +22,7 @@ const nobody = 65534
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		storagetest.Skip(t, "making a file another account owns needs root")
+		testutil.Skip(t, "making a file another account owns needs root")
 	}
 }
 
