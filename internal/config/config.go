@@ -10,6 +10,8 @@
 // Validate or ValidateFor. Every error from this package matches ErrConfig.
 package config
 
+import "time"
+
 // Default names of the environment variables that hold secrets when the
 // configuration names no other source.
 const (
@@ -32,6 +34,7 @@ type Config struct {
 	Verify       Verify        `yaml:"verify"`
 	Drill        Drill         `yaml:"drill"`
 	LockFile     string        `yaml:"lock_file"` // "" → default chosen by the caller
+	Timeouts     Timeouts      `yaml:"timeouts"`
 	Source       string        `yaml:"-"`         // the file path it came from, "" when none
 
 	// lines maps a display key ("destinations[1].bucket") to its line in
@@ -85,6 +88,23 @@ type Drill struct {
 	// different (default: backup.local_directory when ServerDirectory is
 	// not set either).
 	LocalDirectory string `yaml:"local_directory"`
+}
+
+// Timeouts bound every network operation and the whole run, so that a
+// stalled server never holds the host lock for long. Defaults: connect
+// 30s, request 2m, idle 30s, run 10m.
+type Timeouts struct {
+	// Connect bounds a TCP connect and TLS handshake to a destination, and
+	// connecting and logging in to SQL Server.
+	Connect Duration `yaml:"connect"`
+	// Request bounds one storage request (with its retries and its body)
+	// and one SQL statement.
+	Request Duration `yaml:"request"`
+	// Idle bounds how long no byte may move on a storage request or
+	// response (waiting for the answer counts).
+	Idle Duration `yaml:"idle"`
+	// Run bounds the whole command.
+	Run Duration `yaml:"run"`
 }
 
 // Destination is one place the key file is archived to. The "for" tag lists
@@ -155,7 +175,10 @@ const (
 
 // Default returns the configuration before any file or environment.
 func Default() *Config {
-	return &Config{MaxAge: Duration(8 * day), Verify: Verify{Copies: 3}}
+	return &Config{MaxAge: Duration(8 * day), Verify: Verify{Copies: 3}, Timeouts: Timeouts{
+		Connect: Duration(30 * time.Second), Request: Duration(2 * time.Minute),
+		Idle: Duration(30 * time.Second), Run: Duration(10 * time.Minute),
+	}}
 }
 
 // Waived reports whether check is listed in waive.
