@@ -35,7 +35,7 @@ type Config struct {
 	Drill        Drill         `yaml:"drill"`
 	LockFile     string        `yaml:"lock_file"` // "" → default chosen by the caller
 	Timeouts     Timeouts      `yaml:"timeouts"`
-	Source       string        `yaml:"-"`         // the file path it came from, "" when none
+	Source       string        `yaml:"-"` // the file path it came from, "" when none
 
 	// lines maps a display key ("destinations[1].bucket") to its line in
 	// Source; keys later overridden by env or Set are removed.
