@@ -19,6 +19,8 @@ func (a *App) runBackup(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return inv.failEarly(err)
 	}
+	ctx, cancel := inv.withRun(ctx)
+	defer cancel()
 	pw, err := inv.readPassword(cfg)
 	if err != nil {
 		return inv.failEarly(err)
@@ -45,6 +47,8 @@ func (a *App) runArchive(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return inv.failEarly(err)
 	}
+	ctx, cancel := inv.withRun(ctx)
+	defer cancel()
 	r.Hostname = inv.defaultHost()
 	rec, err := r.Archive(ctx, file, inv.instance)
 	return inv.report(rec, err)

@@ -76,6 +76,8 @@ func (a *App) check(ctx context.Context, inv *invocation, rep *checkReport) erro
 		rep.Error = &receipt.Error{Code: exitcode.Code(err), Message: err.Error()}
 		return err
 	}
+	ctx, cancel := inv.withRun(ctx)
+	defer cancel()
 	rep.Waived = append(rep.Waived, cfg.Waive...)
 	var errs []error
 	rep.SQLServer, err = inv.checkSQL(ctx, cfg)

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
+	"github.com/keyescrow/keyescrow/internal/deadline"
 	"github.com/keyescrow/keyescrow/internal/secret"
 	"log/slog"
 )
@@ -40,7 +42,9 @@ type invocation struct {
 	force        bool   // restore --force
 	confirmForce string // restore --confirm-force
 
-	metricsFile string // from the loaded configuration
+	metricsFile string          // from the loaded configuration
+	limits      deadline.Limits // from the loaded configuration
+	began       time.Time       // when the command started (monotonic)
 
 	scrub          *secret.Scrubber
 	stdout, stderr io.Writer

@@ -43,6 +43,8 @@ func (a *App) runList(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return out.finish(nil, err)
 	}
+	ctx, cancel := inv.withRun(ctx)
+	defer cancel()
 	out.start()
 	listed, err := r.List(ctx, escrow.ListOptions{
 		Destination: inv.destination, Filter: escrow.Filter{Host: inv.host, Instance: inv.instance},
@@ -198,6 +200,8 @@ func (a *App) runVerify(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return fail(err)
 	}
+	ctx, cancel := inv.withRun(ctx)
+	defer cancel()
 	opts := escrow.VerifyOptions{Destination: inv.destination, Filter: escrow.Filter{Instance: inv.instance}, Copies: cfg.Verify.Copies, AllHosts: inv.allHosts}
 	if inv.copies > 0 {
 		opts.Copies = inv.copies

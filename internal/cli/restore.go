@@ -50,6 +50,8 @@ func (a *App) runRestore(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return inv.failEarly(err)
 	}
+	ctx, cancel := inv.withRun(ctx)
+	defer cancel()
 	opts := escrow.RestoreOptions{
 		Destination: inv.destination, Filter: escrow.Filter{Host: inv.defaultHost(), Instance: inv.instance},
 		VersionID: inv.versionID, At: at, Out: out,
@@ -95,6 +97,8 @@ func (a *App) runDrill(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return inv.failEarly(err)
 	}
+	ctx, cancel := inv.withRun(ctx)
+	defer cancel()
 	scratch, err := inv.readSecret(cfg.DrillDSNSource())
 	if err != nil {
 		return inv.failEarly(err)
@@ -140,7 +144,7 @@ func (inv *invocation) refuseProduction(ctx context.Context, cfg *config.Config,
 func (inv *invocation) connectRestore(dsn secret.Value) func(ctx context.Context) (escrow.RestoreSQL, error) {
 	return func(ctx context.Context) (escrow.RestoreSQL, error) {
 		inv.log.InfoContext(ctx, "connecting to SQL Server", "server", sqlserver.Endpoint(dsn.Reveal()))
-		c, err := sqlserver.Open(ctx, dsn, inv.log)
+		c, err := sqlserver.OpenWith(ctx, dsn, inv.log, inv.limits)
 		if err != nil {
 			return nil, err
 		}

@@ -91,7 +91,7 @@ func (e *Error) Error() string {
 	case KeyConnect:
 		what = fmt.Sprintf("could not connect within %s", e.Limit)
 	case KeyRequest:
-		what = fmt.Sprintf("the request did not complete within %s", e.Limit)
+		what = fmt.Sprintf("did not complete within %s", e.Limit)
 	case KeyIdle:
 		what = fmt.Sprintf("no byte moved for %s", e.Limit)
 	case KeyRun:

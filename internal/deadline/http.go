@@ -221,3 +221,16 @@ func (p *probe) get() *Error {
 	defer p.mu.Unlock()
 	return p.err
 }
+
+// Limits returns the limits the transport applies (SDK pipelines read it
+// to size their own per-try timeouts).
+func (g *guardedTransport) Limits() Limits { return g.l }
+
+// LimitsOf returns the limits of a transport made by GuardTransport.
+func LimitsOf(rt http.RoundTripper) (Limits, bool) {
+	g, ok := rt.(*guardedTransport)
+	if !ok {
+		return Limits{}, false
+	}
+	return g.l, true
+}

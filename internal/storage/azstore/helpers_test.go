@@ -14,6 +14,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
 
+	"github.com/keyescrow/keyescrow/internal/deadline"
 	"github.com/keyescrow/keyescrow/internal/secret"
 	"github.com/keyescrow/keyescrow/internal/storage"
 	"github.com/keyescrow/keyescrow/internal/testsrv/azurite"
@@ -58,7 +59,7 @@ func countingClient(t *testing.T, caFile string) (*http.Client, *counter) {
 
 func countingClientB(t testing.TB, caFile string) (*http.Client, *counter) {
 	t.Helper()
-	hc, err := NewHTTPClient(caFile)
+	hc, err := NewHTTPClient(caFile, deadline.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +88,7 @@ func adminContainer(t *testing.T, srv *azurite.Server, name string) *container.C
 
 func adminContainerB(t testing.TB, srv *azurite.Server, name string) *container.Client {
 	t.Helper()
-	hc, err := NewHTTPClient(srv.CAFile)
+	hc, err := NewHTTPClient(srv.CAFile, deadline.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +127,7 @@ func open(t *testing.T, srv *azurite.Server, name string, a Auth, hc *http.Clien
 	t.Helper()
 	if hc == nil {
 		var err error
-		if hc, err = NewHTTPClient(srv.CAFile); err != nil {
+		if hc, err = NewHTTPClient(srv.CAFile, deadline.Limits{}); err != nil {
 			t.Fatal(err)
 		}
 	}
