@@ -17,7 +17,7 @@ import (
 // and returns only when the test ends.
 type stuck struct {
 	storage.Backend
-	release  chan struct{}
+	release chan struct{}
 }
 
 func newStuck(t *testing.T) *stuck {
