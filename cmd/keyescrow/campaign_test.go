@@ -274,30 +274,29 @@ func TestFaultCampaign(t *testing.T) {
 	perWorker := (total + 3*workers - 1) / (3 * workers)
 	c := newTally()
 	started := time.Now()
-	t.Run("backends", func(t *testing.T) {
-		for _, kind := range []s3srv.Kind{s3srv.VersityGW, s3srv.MinIO} {
-			t.Run(string(kind), func(t *testing.T) {
-				t.Parallel()
-				srv := s3srv.Start(t, kind, s3Region)
-				for i := range workers {
-					t.Run(fmt.Sprintf("w%d", i), func(t *testing.T) {
-						t.Parallel()
-						newS3Worker(t, srv, string(kind), i, c).campaign(perWorker)
-					})
-				}
-			})
-		}
-		t.Run("azurite", func(t *testing.T) {
-			t.Parallel()
-			srv := azurite.Start(t, azurite.Options{HTTPS: true})
+	// Every agent runs in its own goroutine (not as a parallel subtest,
+	// which -parallel would cap at the number of cores): one server per
+	// backend, two agents per server, six runs at once.
+	var wg sync.WaitGroup
+	for _, kind := range []s3srv.Kind{s3srv.VersityGW, s3srv.MinIO} {
+		wg.Go(func() {
+			srv := s3srv.Start(t, kind, s3Region)
+			var ws sync.WaitGroup
 			for i := range workers {
-				t.Run(fmt.Sprintf("w%d", i), func(t *testing.T) {
-					t.Parallel()
-					newAzWorker(t, srv, i, c).campaign(perWorker)
-				})
+				ws.Go(func() { newS3Worker(t, srv, string(kind), i, c).campaign(perWorker) })
 			}
+			ws.Wait()
 		})
+	}
+	wg.Go(func() {
+		srv := azurite.Start(t, azurite.Options{HTTPS: true})
+		var ws sync.WaitGroup
+		for i := range workers {
+			ws.Go(func() { newAzWorker(t, srv, i, c).campaign(perWorker) })
+		}
+		ws.Wait()
 	})
+	wg.Wait()
 	t.Logf("fault campaign: %d faulted runs in %v\n%s", c.runs, time.Since(started).Round(time.Second), c.table())
 	for _, n := range c.notes {
 		t.Log(n)
