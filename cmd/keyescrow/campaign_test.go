@@ -472,6 +472,7 @@ func (w *worker) one(s spec) bool {
 	}, args...)
 	close(finished)
 	fired := w.fp.Fired() > 0 || s.kind.attack != nil
+	keyCorrupted := slices.ContainsFunc(w.fp.FiredPaths(), func(p string) bool { return strings.HasSuffix(p, ".key") })
 	w.fp.Arm(nil)
 	killed = s.kind.kill && r.code == 137
 	if s.kind.kill && fired && !killed {
@@ -483,11 +484,11 @@ func (w *worker) one(s spec) bool {
 	if !fired {
 		// The run never reached that request: not a fault, but its result
 		// must still be honest.
-		w.honest(label, s, r, out, since)
+		w.honest(label, s, r, out, since, keyCorrupted)
 		return false
 	}
 	w.tally.add(w.backend, s.kind.name, r.code)
-	w.honest(label, s, r, out, since)
+	w.honest(label, s, r, out, since, keyCorrupted)
 
 	// The next clean run is not blocked: no stale lock, no leftover.
 	if c := w.archive(); c.code != 0 {
@@ -538,7 +539,7 @@ func leftoverAlarm(v result) bool {
 }
 
 // honest checks what a run claims against what is there.
-func (w *worker) honest(label string, s spec, r result, out string, since time.Time) {
+func (w *worker) honest(label string, s spec, r result, out string, since time.Time, keyFaulted bool) {
 	t := w.t
 	falseSuccess := func(format string, args ...any) {
 		w.tally.mu.Lock()
@@ -589,11 +590,14 @@ func (w *worker) honest(label string, s spec, r result, out string, since time.T
 			falseSuccess("restore exit 0 but %s holds %d other bytes (%v)", out, len(got), err)
 		}
 	case "verify":
-		// verify exits 0 only when it re-read the newest copies and they
-		// hashed right: every copy of this worker is the same key file,
-		// so one read straight from the server settles it.
+		// Every copy of this worker holds the same, intact key file, so
+		// what matters is that verify never vouches for bytes it did not
+		// get intact: a corrupted download it read must fail it.
 		if r.code == 0 && !strings.Contains(r.stdout, "ok") {
 			falseSuccess("verify exit 0 without saying ok:\n%s", r.stdout)
+		}
+		if r.code == 0 && s.kind.proxy == faultproxy.CorruptResponse && s.op == faultproxy.OpGet && keyFaulted {
+			falseSuccess("verify exit 0 although a copy it downloaded was corrupted on the way:\n%s", r.stdout)
 		}
 	}
 }

@@ -116,6 +116,7 @@ type HTTP struct {
 	fault   *Fault
 	seen    int // matching requests since Arm
 	fired   int
+	paths   []string // of the requests the fault fired on
 	release chan struct{}
 	log     []Op
 }
@@ -148,13 +149,20 @@ func NewHTTP(t testing.TB, target, targetCA string, cert testtls.Files) *HTTP {
 func (p *HTTP) Arm(f *Fault) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.fault, p.seen, p.fired = f, 0, 0
+	p.fault, p.seen, p.fired, p.paths = f, 0, 0, nil
 	p.release = make(chan struct{})
 	p.log = nil
 }
 
 // Fired reports how often the armed fault fired.
 func (p *HTTP) Fired() int { p.mu.Lock(); defer p.mu.Unlock(); return p.fired }
+
+// FiredPaths returns the URL paths of the requests the fault fired on.
+func (p *HTTP) FiredPaths() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.paths...)
+}
 
 // Ops returns the operations seen since Arm.
 func (p *HTTP) Ops() []Op { p.mu.Lock(); defer p.mu.Unlock(); return append([]Op(nil), p.log...) }
@@ -171,7 +179,7 @@ func (p *HTTP) Release() {
 }
 
 // take returns the fault that fires for this request, if any.
-func (p *HTTP) take(op Op) (*Fault, chan struct{}) {
+func (p *HTTP) take(op Op, path string) (*Fault, chan struct{}) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.log = append(p.log, op)
@@ -185,6 +193,7 @@ func (p *HTTP) take(op Op) (*Fault, chan struct{}) {
 		return nil, nil
 	}
 	p.fired++
+	p.paths = append(p.paths, path)
 	return f, p.release
 }
 
@@ -208,7 +217,7 @@ func (p *HTTP) wait(r *http.Request, d time.Duration) bool {
 
 func (p *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	op := Classify(r)
-	f, release := p.take(op)
+	f, release := p.take(op, r.URL.Path)
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		return
