@@ -64,12 +64,15 @@ type faultKind struct {
 }
 
 // campaignAttacks are the fault kinds that forge instead of disturbing the
-// network. A forged copy under a newer name with a matching unsigned
-// receipt is accepted by restore as long as receipts are not signed (issue
-// 12 item 1), so the list is empty until they are; an attack appended
-// here runs once per backend per pass of the plan, under restore, and
-// every restore that writes forged bytes counts as a false success.
+// network; each runs once per worker per pass of the plan, under restore,
+// and every restore that writes forged bytes counts as a false success. A
+// forged copy under a newer name with a matching unsigned receipt is
+// accepted as long as receipts are not signed (issue 12 item 1), so the
+// list is filled only when the binary signs them (see signingAvailable).
 var campaignAttacks []faultKind
+
+// forgedCopy is the attack of campaign_attack_test.go.
+var forgedCopy = faultKind{name: "forged-copy", attack: func(w *worker) error { return w.forge(w) }}
 
 var campaignKinds = []faultKind{
 	{name: "drop", proxy: faultproxy.Drop},
@@ -239,6 +242,8 @@ type worker struct {
 	data    []byte
 	// check independently proves the copy a receipt destination names.
 	check func(d campaignDest, since time.Time) error
+	// forge plants a forged copy and receipt with the agent's credentials.
+	forge func(w *worker) error
 	tally *tally
 	outN  int
 }
@@ -269,6 +274,10 @@ func TestFaultCampaign(t *testing.T) {
 			t.Fatalf("KEYESCROW_TEST_CAMPAIGN_FAULTS=%q is not a positive number", v)
 		}
 		total = n
+	}
+	if signingAvailable() {
+		campaignAttacks = []faultKind{forgedCopy}
+		defer func() { campaignAttacks = nil }()
 	}
 	const workers = 2
 	perWorker := (total + 3*workers - 1) / (3 * workers)
@@ -322,6 +331,7 @@ func newS3Worker(t *testing.T, srv *s3srv.Server, backend string, i int, c *tall
 		fp: faultproxy.NewHTTP(t, srv.Endpoint, srv.TLS.CA, srv.TLS)}
 	e.writeS3(s3Dest{endpoint: w.fp.Endpoint})
 	admin := srv.Admin("")
+	w.forge = forgeS3(admin, e.bucket, "sqlkeys/")
 	w.check = func(d campaignDest, since time.Time) error {
 		key, ok := strings.CutPrefix(d.Location, "s3://"+e.bucket+"/")
 		if !ok || d.VersionID == "" {
@@ -360,6 +370,7 @@ func newAzWorker(t *testing.T, srv *azurite.Server, i int, c *tally) *worker {
 		fp: faultproxy.NewHTTP(t, strings.TrimSuffix(srv.AccountURL, "/"+azurite.AccountName), srv.CAFile, srv.TLS)}
 	a.writeAzConfig(map[string]string{"account_url": w.fp.Endpoint + "/" + azurite.AccountName, "container": name, "auth": "shared-key",
 		"account_key_env": "KEYESCROW_TEST_AZ_ACCOUNT_KEY", "ca_file": srv.CAFile}, "region", "versioning", "immutability")
+	w.forge = forgeAzure(admin)
 	w.check = func(d campaignDest, since time.Time) error {
 		_, blob, ok := strings.Cut(d.Location, "/"+azurite.AccountName+"/"+name+"/")
 		if !ok {
@@ -395,6 +406,9 @@ func (w *worker) setup() {
 		w.t.Fatal(err)
 	}
 	smallTimeouts(w.e, campaignTimeouts[0], campaignTimeouts[1], campaignTimeouts[2], campaignTimeouts[3])
+	if len(campaignAttacks) > 0 {
+		w.enableSigning()
+	}
 	// One good copy first, so verify and restore have something to read.
 	if r := w.archive(); r.code != 0 {
 		w.t.Fatalf("%s: the first clean archive: exit %d\n%s", w.backend, r.code, r.stderr)
