@@ -2,7 +2,9 @@ package deadline
 
 import (
 	"context"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"sync"
@@ -58,7 +60,7 @@ func guard(l Limits, next func(*http.Request) (*http.Response, error), req *http
 	a := &attempt{cancel: cancel, idle: l.Idle, probe: probeFrom(req.Context())}
 	a.request = time.AfterFunc(l.Request, func() { a.fire(NewError(KeyRequest, l.Request)) })
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		GotConn:              func(httptrace.GotConnInfo) { a.touch() },
+		GotConn:              func(httptrace.GotConnInfo) { a.connected(); a.touch() },
 		WroteRequest:         func(httptrace.WroteRequestInfo) { a.touch() },
 		GotFirstResponseByte: a.touch,
 	})
@@ -71,6 +73,14 @@ func guard(l Limits, next func(*http.Request) (*http.Response, error), req *http
 		a.stop()
 		cancel(nil)
 		if e := a.fired(); e != nil {
+			return nil, e
+		}
+		// The transport's own dial and TLS handshake timeouts are
+		// timeouts.connect.
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && !a.hadConn() {
+			e := NewError(KeyConnect, l.Connect)
+			a.probe.set(e)
 			return nil, e
 		}
 		return nil, err
@@ -88,6 +98,7 @@ type attempt struct {
 
 	mu      sync.Mutex
 	idleT   *time.Timer // started by the first touch
+	gotConn bool
 	stopped bool
 	err     *Error
 }
@@ -105,6 +116,10 @@ func (a *attempt) touch() {
 	}
 	a.idleT.Reset(a.idle)
 }
+
+func (a *attempt) connected() { a.mu.Lock(); a.gotConn = true; a.mu.Unlock() }
+
+func (a *attempt) hadConn() bool { a.mu.Lock(); defer a.mu.Unlock(); return a.gotConn }
 
 // fire ends the attempt because of e, once.
 func (a *attempt) fire(e *Error) {

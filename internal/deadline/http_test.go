@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -186,4 +187,34 @@ func TestTheProbeCarriesTheLimitPastAnSDKThatRephrases(t *testing.T) {
 	}
 	err := within(t, 5*time.Second, func() error { _, err := call(context.Background(), small.Request, rephrasing); return err })
 	wantLimit(t, err, KeyIdle)
+}
+
+// A server that accepts the connection but never completes the TLS
+// handshake is given up at timeouts.connect.
+func TestAHandshakeThatNeverCompletesEndsAtTheConnectLimit(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // accepted, never answered
+		}
+	}()
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSHandshakeTimeout = small.Connect
+	c := &http.Client{Transport: GuardTransport(tr, small)}
+	err = within(t, 5*time.Second, func() error {
+		resp, err := c.Get("https://" + ln.Addr().String() + "/")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	})
+	wantLimit(t, err, KeyConnect)
 }
