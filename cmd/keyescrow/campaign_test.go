@@ -125,6 +125,7 @@ type tally struct {
 	mu             sync.Mutex
 	faults         map[string]map[string]int // backend → kind → injected
 	exits          map[string]map[int]int    // backend → exit code → runs
+	ops            map[string]map[string]int // operation → kind → injected
 	runs           int
 	falseSuccesses int
 	forgedAccepted int
@@ -134,12 +135,19 @@ type tally struct {
 }
 
 func newTally() *tally {
-	return &tally{faults: map[string]map[string]int{}, exits: map[string]map[int]int{}}
+	return &tally{faults: map[string]map[string]int{}, exits: map[string]map[int]int{}, ops: map[string]map[string]int{}}
 }
 
-func (c *tally) add(backend, kind string, code int) {
+func (c *tally) add(backend, kind string, op faultproxy.Op, code int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if op == "" {
+		op = "-"
+	}
+	if c.ops[string(op)] == nil {
+		c.ops[string(op)] = map[string]int{}
+	}
+	c.ops[string(op)][kind]++
 	if c.faults[backend] == nil {
 		c.faults[backend], c.exits[backend] = map[string]int{}, map[int]int{}
 	}
@@ -195,6 +203,20 @@ func (c *tally) table() string {
 		fmt.Fprintf(&b, " %d |", n)
 	}
 	fmt.Fprintf(&b, " %d |\n\n", total)
+	var ops []string
+	for op := range c.ops {
+		ops = append(ops, op)
+	}
+	sort.Strings(ops)
+	fmt.Fprintf(&b, "| fault | %s |\n|---|%s\n", strings.Join(ops, " | "), strings.Repeat("---|", len(ops)))
+	for _, k := range slices.Concat(campaignKinds, campaignAttacks) {
+		row := []string{}
+		for _, op := range ops {
+			row = append(row, strconv.Itoa(c.ops[op][k.name]))
+		}
+		fmt.Fprintf(&b, "| %s | %s |\n", k.name, strings.Join(row, " | "))
+	}
+	b.WriteString("\n")
 	codes := map[int]bool{}
 	for _, be := range backends {
 		for code := range c.exits[be] {
@@ -439,9 +461,17 @@ func (w *worker) args(cmd string) ([]string, string) {
 // campaign runs faults until n have been injected.
 func (w *worker) campaign(n int) {
 	specs := plan()
-	// Workers start at different places of the plan, so together they
-	// cover it sooner.
+	// Workers start at different places of the plan and walk it with a
+	// stride prime to its length, so even a short campaign mixes every
+	// kind and operation, and a long one covers the plan evenly.
 	start := len(specs) / 2 * (int(w.host[1]-'0') % 2)
+	stride := 1
+	for _, p := range []int{11, 13, 17, 19, 23} {
+		if len(specs)%p != 0 {
+			stride = p
+			break
+		}
+	}
 	for i, done := 0, 0; done < n; i++ {
 		if i > 4*n {
 			w.t.Fatalf("%s: only %d of %d faults fired in %d runs", w.backend, done, n, i)
@@ -449,7 +479,7 @@ func (w *worker) campaign(n int) {
 		if w.t.Failed() {
 			return
 		}
-		if w.one(specs[(start+i)%len(specs)]) {
+		if w.one(specs[(start+i*stride)%len(specs)]) {
 			done++
 		}
 	}
@@ -506,7 +536,7 @@ func (w *worker) one(s spec) bool {
 		w.honest(label, s, r, out, since, keyCorrupted)
 		return false
 	}
-	w.tally.add(w.backend, s.kind.name, r.code)
+	w.tally.add(w.backend, s.kind.name, s.op, r.code)
 	w.honest(label, s, r, out, since, keyCorrupted)
 
 	// The next clean run is not blocked: no stale lock, no leftover.
