@@ -179,4 +179,10 @@ func TestASQLStatementThatHangsEndsAtTimeoutsRequestWithExit3(t *testing.T) {
 	if r := e.timed(30*time.Second, "backup", "--config", e.cfgPath, "--json"); r.code != 0 {
 		t.Fatalf("the next backup: exit %d\n%s", r.code, r.stderr)
 	}
+	// A login that never answers ends at timeouts.connect.
+	e.srv.Inject(mssqltest.Fault{Kind: mssqltest.KindLogin, Delay: time.Hour, Times: 1})
+	wantTimeout(t, e.timed(15*time.Second, "backup", "--config", e.cfgPath, "--json"), 3, "timeouts.connect", true)
+	if r := e.timed(30*time.Second, "backup", "--config", e.cfgPath, "--json"); r.code != 0 {
+		t.Fatalf("the backup after the hung login: exit %d\n%s", r.code, r.stderr)
+	}
 }
