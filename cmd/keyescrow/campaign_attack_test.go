@@ -22,6 +22,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/keyescrow/keyescrow/internal/testutil"
 )
 
 // The forgery attack of the campaign: with the agent's own credentials,
@@ -81,7 +83,7 @@ func (w *worker) forgery(genuineKey string, receipt []byte) (name string, data, 
 		return "", nil, nil, fmt.Errorf("unexpected copy name %q", base)
 	}
 	newer := time.Now().UTC().Add(time.Hour).Format("20060102T150405Z")
-	forgedBase := fmt.Sprintf("%s-%s-%s.key", m[1], newer, randHex(len(m[3])/2))
+	forgedBase := fmt.Sprintf("%s-%s-%s.key", m[1], newer, testutil.RandHex(len(m[3])/2))
 	data = bytes.Repeat([]byte{'F'}, len(w.data))
 	copy(data, "forged ")
 	gs, fs := sha256.Sum256(w.data), sha256.Sum256(data)

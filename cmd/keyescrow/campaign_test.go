@@ -25,6 +25,7 @@ import (
 	"github.com/keyescrow/keyescrow/internal/testsrv/azurite"
 	"github.com/keyescrow/keyescrow/internal/testsrv/faultproxy"
 	"github.com/keyescrow/keyescrow/internal/testsrv/s3srv"
+	"github.com/keyescrow/keyescrow/internal/testutil"
 )
 
 // The fault-injection campaign (issue 12, "Done when"): at least 1,000
@@ -422,7 +423,7 @@ func azSame(c *container.Client, blob string, want []byte) error {
 }
 
 func (w *worker) setup() {
-	w.data = []byte("campaign key " + randHex(48))
+	w.data = []byte("campaign key " + testutil.RandHex(48))
 	w.in = filepath.Join(w.e.root, "campaign.key")
 	if err := os.WriteFile(w.in, w.data, 0o600); err != nil {
 		w.t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"github.com/keyescrow/keyescrow/internal/mssqltest"
 	"github.com/keyescrow/keyescrow/internal/testsrv/faultproxy"
 	"github.com/keyescrow/keyescrow/internal/testsrv/s3srv"
+	"github.com/keyescrow/keyescrow/internal/testutil"
 )
 
 // smallTimeouts sets the timeouts through their environment variables.
@@ -65,7 +66,7 @@ func wantUnreadCopy(t *testing.T, r result, key string) {
 func keyFile(t *testing.T, dir string) string {
 	t.Helper()
 	p := filepath.Join(dir, "hand-made.key")
-	if err := os.WriteFile(p, []byte("key bytes "+randHex(32)), 0o600); err != nil {
+	if err := os.WriteFile(p, []byte("key bytes "+testutil.RandHex(32)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return p

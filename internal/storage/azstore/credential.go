@@ -186,13 +186,18 @@ func knownAuthority(host string) bool {
 	return false
 }
 
-// NewHTTPClient returns the one HTTP client a destination uses for blob,
-// ARM and token requests: HTTP/1.1 and 2 keep-alive, TLS 1.2 or later,
-// trusting the system roots plus the PEM file caFile ("" for none), every
-// attempt under the limits l (the zero value means deadline.Default()):
-// connect and TLS handshake within l.Connect, each attempt with its body
-// within l.Request, no l.Idle without a byte moving.
-func NewHTTPClient(caFile string, l deadline.Limits) (*http.Client, error) {
+// NewHTTPClient is NewHTTPClientWith under the default limits.
+func NewHTTPClient(caFile string) (*http.Client, error) {
+	return NewHTTPClientWith(caFile, deadline.Default())
+}
+
+// NewHTTPClientWith returns the one HTTP client a destination uses for
+// blob, ARM and token requests: HTTP/1.1 and 2 keep-alive, TLS 1.2 or
+// later, trusting the system roots plus the PEM file caFile ("" for none),
+// every attempt under the limits l (the zero value means
+// deadline.Default()): connect and TLS handshake within l.Connect, each
+// attempt with its body within l.Request, no l.Idle without a byte moving.
+func NewHTTPClientWith(caFile string, l deadline.Limits) (*http.Client, error) {
 	pool, err := storage.RootCAs(caFile)
 	if err != nil {
 		return nil, err

@@ -44,7 +44,7 @@ func TestAzureRequestsThatStallEndAtTheirLimits(t *testing.T) {
 	name := newContainer(t, srv)
 	fp := faultproxy.NewHTTP(t, strings.TrimSuffix(srv.AccountURL, "/"+azurite.AccountName), srv.CAFile, srv.TLS)
 	l := deadline.Limits{Connect: time.Second, Request: 3 * time.Second, Idle: 500 * time.Millisecond, Run: time.Minute}
-	hc, err := NewHTTPClient(srv.CAFile, l)
+	hc, err := NewHTTPClientWith(srv.CAFile, l)
 	if err != nil {
 		t.Fatal(err)
 	}
