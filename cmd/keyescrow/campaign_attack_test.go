@@ -74,9 +74,10 @@ func (w *worker) enableSigning() {
 var copyName = regexp.MustCompile(`^(.*)-(\d{8}T\d{6}Z)-([0-9a-f]+)\.key$`)
 
 // forgery returns the forged copy's bytes (as long as the genuine ones),
-// a newer name in the same folder as genuineKey, and the receipt made from
-// the genuine one.
-func (w *worker) forgery(genuineKey string, receipt []byte) (name string, data, rec []byte, err error) {
+// its name — a newer one in the same folder as genuineKey, or with
+// sameName genuineKey itself (a new version over the genuine copy) — and
+// the receipt made from the genuine one.
+func (w *worker) forgery(genuineKey string, receipt []byte, sameName bool) (name string, data, rec []byte, err error) {
 	dir, base := path.Split(genuineKey)
 	m := copyName.FindStringSubmatch(base)
 	if m == nil {
@@ -87,6 +88,13 @@ func (w *worker) forgery(genuineKey string, receipt []byte) (name string, data, 
 	data = bytes.Repeat([]byte{'F'}, len(w.data))
 	copy(data, "forged ")
 	gs, fs := sha256.Sum256(w.data), sha256.Sum256(data)
+	if sameName {
+		// A new version of the genuine copy and of its receipt.
+		w.planted = append(w.planted, base)
+		rec = bytes.ReplaceAll(receipt, []byte(hex.EncodeToString(gs[:])), []byte(hex.EncodeToString(fs[:])))
+		return genuineKey, data, rec, nil
+	}
+	w.planted = append(w.planted, forgedBase)
 	rec = bytes.ReplaceAll(receipt, []byte(base), []byte(forgedBase))
 	rec = bytes.ReplaceAll(rec, []byte(hex.EncodeToString(gs[:])), []byte(hex.EncodeToString(fs[:])))
 	rec = bytes.ReplaceAll(rec, []byte(m[2]), []byte(newer))
@@ -94,8 +102,8 @@ func (w *worker) forgery(genuineKey string, receipt []byte) (name string, data, 
 }
 
 // forgeS3 plants a forgery in the worker's bucket.
-func forgeS3(admin *s3.Client, bucket, prefix string) func(w *worker) error {
-	return func(w *worker) error {
+func forgeS3(admin *s3.Client, bucket, prefix string) func(w *worker, sameName bool) error {
+	return func(w *worker, sameName bool) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		list, err := admin.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix + w.host + "/")})
@@ -120,7 +128,7 @@ func forgeS3(admin *s3.Client, bucket, prefix string) func(w *worker) error {
 		if err != nil {
 			return err
 		}
-		key, data, rec, err := w.forgery(genuine, receipt)
+		key, data, rec, err := w.forgery(genuine, receipt, sameName)
 		if err != nil {
 			return err
 		}
@@ -157,8 +165,8 @@ func forgeS3(admin *s3.Client, bucket, prefix string) func(w *worker) error {
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 
 // forgeAzure plants a forgery in the worker's container.
-func forgeAzure(c *container.Client) func(w *worker) error {
-	return func(w *worker) error {
+func forgeAzure(c *container.Client) func(w *worker, sameName bool) error {
+	return func(w *worker, sameName bool) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		prefix := w.host + "/"
@@ -187,7 +195,7 @@ func forgeAzure(c *container.Client) func(w *worker) error {
 		if err != nil {
 			return err
 		}
-		key, data, rec, err := w.forgery(genuine, receipt)
+		key, data, rec, err := w.forgery(genuine, receipt, sameName)
 		if err != nil {
 			return err
 		}

@@ -72,8 +72,13 @@ type faultKind struct {
 // list is filled only when the binary signs them (see signingAvailable).
 var campaignAttacks []faultKind
 
-// forgedCopy is the attack of campaign_attack_test.go.
-var forgedCopy = faultKind{name: "forged-copy", attack: func(w *worker) error { return w.forge(w) }}
+// The attacks of campaign_attack_test.go: a forged copy under a newer
+// name, and a forged new version over the newest genuine copy and its
+// receipt.
+var (
+	forgedCopy    = faultKind{name: "forged-copy", attack: func(w *worker) error { return w.forge(w, false) }}
+	forgedVersion = faultKind{name: "forged-version", attack: func(w *worker) error { return w.forge(w, true) }}
+)
 
 var campaignKinds = []faultKind{
 	{name: "drop", proxy: faultproxy.Drop},
@@ -105,8 +110,10 @@ type spec struct {
 // operations under verify and restore too.
 func plan() []spec {
 	var out []spec
-	for _, k := range campaignAttacks {
-		out = append(out, spec{kind: k, cmd: "restore"})
+	for range 4 {
+		for _, k := range campaignAttacks {
+			out = append(out, spec{kind: k, cmd: "restore"})
+		}
 	}
 	for _, nth := range []int{1, 2} {
 		for _, op := range campaignOps {
@@ -265,10 +272,13 @@ type worker struct {
 	data    []byte
 	// check independently proves the copy a receipt destination names.
 	check func(d campaignDest, since time.Time) error
-	// forge plants a forged copy and receipt with the agent's credentials.
-	forge func(w *worker) error
-	tally *tally
-	outN  int
+	// forge plants a forged copy and receipt with the agent's credentials
+	// (sameName: as new versions of the newest genuine ones).
+	forge func(w *worker, sameName bool) error
+	// planted are the names of the copies forged so far.
+	planted []string
+	tally   *tally
+	outN    int
 }
 
 // campaignReceipt is the part of a receipt the campaign reads (decoded
@@ -299,7 +309,7 @@ func TestFaultCampaign(t *testing.T) {
 		total = n
 	}
 	if signingAvailable() {
-		campaignAttacks = []faultKind{forgedCopy}
+		campaignAttacks = []faultKind{forgedCopy, forgedVersion}
 		defer func() { campaignAttacks = nil }()
 	}
 	const workers = 2
@@ -551,17 +561,19 @@ func (w *worker) one(s spec) bool {
 		// A killed run may leave a copy without a receipt; verify must
 		// not call the archive corrupt because of it.
 		v := w.e.run(slices.Concat([]string{"verify", "--config", w.e.cfgPath, "--host", w.host}, generous)...)
+		leftovers, expected := w.expectedComplaints(v)
 		switch {
 		case v.code == 0:
-		case leftoverAlarm(v):
-			// Issue 12 item 5, being fixed on its own branch: verify
-			// still fails (6) a copy whose run was killed before its
-			// receipt was stored. Counted and reported, not hidden:
-			// once verify reports such a copy as a warning this count
-			// drops to zero by itself.
-			w.tally.mu.Lock()
-			w.tally.verifyAlarms++
-			w.tally.mu.Unlock()
+		case expected:
+			// Forgeries planted by the attacks are rightly reported. A
+			// copy whose run was killed before its receipt was stored
+			// was failed (6) by verify before issue 12 item 5 was
+			// fixed: counted and reported, not hidden.
+			if leftovers > 0 {
+				w.tally.mu.Lock()
+				w.tally.verifyAlarms++
+				w.tally.mu.Unlock()
+			}
 		default:
 			t.Errorf("%s: verify after the killed run exited %d\n%s\n%s", label, v.code, v.stdout, v.stderr)
 		}
@@ -569,23 +581,29 @@ func (w *worker) one(s spec) bool {
 	return true
 }
 
-// leftoverAlarm reports a verify that failed only because of copies a
-// killed run left without a receipt (every copy error says so).
-func leftoverAlarm(v result) bool {
+// expectedComplaints reports whether a failed verify complained (exit 6)
+// only about copies this campaign knows are bad: forgeries it planted
+// (which verify must report), and copies a killed run left without a
+// receipt (issue 12 item 5; leftovers counts those).
+func (w *worker) expectedComplaints(v result) (leftovers int, ok bool) {
 	if v.code != 6 {
-		return false
+		return 0, false
 	}
 	n := 0
 	for _, line := range strings.Split(v.stdout, "\n") {
-		if !strings.Contains(line, "error(") {
+		if !strings.Contains(line, "(6)") && !strings.Contains(line, "error(") {
 			continue
 		}
-		if !strings.Contains(line, "error(6)") || !strings.Contains(line, "did not finish proving it") {
-			return false
+		switch {
+		case strings.Contains(line, "error(6)") && strings.Contains(line, "did not finish proving it"):
+			leftovers++
+		case slices.ContainsFunc(w.planted, func(p string) bool { return strings.Contains(line, p) }):
+		default:
+			return 0, false
 		}
 		n++
 	}
-	return n > 0
+	return leftovers, n > 0
 }
 
 // honest checks what a run claims against what is there.
