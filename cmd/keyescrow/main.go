@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/keyescrow/keyescrow/internal/cli"
+	"github.com/keyescrow/keyescrow/internal/deadline"
 	"github.com/keyescrow/keyescrow/internal/exitcode"
 )
 
@@ -23,7 +24,12 @@ var (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	app := cli.New(cli.BuildInfo{Version: version, Commit: commit, Date: date}.Resolve())
+	// The last resort: a run still going Grace after timeouts.run is
+	// stopped here, whatever blocks it (exit deadline.WatchdogCode).
+	dog := deadline.NewWatchdog(os.Stderr, os.Exit)
+	app.RunLimit = dog.Arm
 	err := app.Run(ctx, os.Args[1:])
+	dog.Stop()
 	interrupted := ctx.Err() != nil
 	stop()
 	code := exitcode.Code(err)

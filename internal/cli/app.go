@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/keyescrow/keyescrow/internal/config"
+	"github.com/keyescrow/keyescrow/internal/deadline"
 	"github.com/keyescrow/keyescrow/internal/exitcode"
 	"github.com/keyescrow/keyescrow/internal/secret"
 )
@@ -27,6 +28,10 @@ type App struct {
 	Clock          func() time.Time
 	Hostname       func() (string, error)
 	Build          BuildInfo
+	// RunLimit, when set, is told how long the command may still run
+	// (timeouts.run less what has passed) once the configuration is
+	// loaded: main arms its last-resort watchdog with it.
+	RunLimit func(time.Duration)
 }
 
 // New returns the App for the real process.
@@ -71,6 +76,8 @@ func (a *App) Run(ctx context.Context, args []string) error {
 		fmt.Fprintf(a.Stderr, "keyescrow: %v\n", err)
 		return exitcode.Wrap(exitcode.Usage, err)
 	}
+	inv.began = time.Now()
+	inv.limits = deadline.Default()
 	inv.scrub = secret.NewScrubber()
 	inv.stderr = inv.scrub.Writer(a.Stderr)
 	inv.stdout = inv.scrub.Writer(a.Stdout)

@@ -19,6 +19,8 @@ func (a *App) runBackup(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return inv.failEarly(err)
 	}
+	ctx, cancel := inv.withRun(ctx)
+	defer cancel()
 	pw, err := inv.readPassword(cfg)
 	if err != nil {
 		return inv.failEarly(err)
@@ -51,6 +53,8 @@ func (a *App) runArchive(ctx context.Context, inv *invocation) error {
 	if r.Signer, err = inv.writeSigner(cfg, r.Trust); err != nil {
 		return inv.failEarly(err)
 	}
+	ctx, cancel := inv.withRun(ctx)
+	defer cancel()
 	id, err := inv.hostIdentity()
 	if err != nil {
 		return inv.failEarly(err)

@@ -94,6 +94,8 @@ func (a *App) check(ctx context.Context, inv *invocation, rep *checkReport) erro
 		rep.Error = &receipt.Error{Code: exitcode.Code(err), Message: err.Error()}
 		return err
 	}
+	ctx, cancel := inv.withRun(ctx)
+	defer cancel()
 	rep.Waived = append(rep.Waived, cfg.Waive...)
 	var errs []error
 	rep.Signing, err = inv.checkSigning(cfg, len(r.Trust) > 0)

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/keyescrow/keyescrow/internal/config"
+	"github.com/keyescrow/keyescrow/internal/deadline"
 	"github.com/keyescrow/keyescrow/internal/secret"
 	"log/slog"
 )
@@ -43,9 +45,11 @@ type invocation struct {
 	identity     string // restore, drill --identity (age identity file)
 	passwordOut  string // restore --password-out
 
-	metricsFile string         // from the loaded configuration
-	cfg         *config.Config // the loaded configuration
-	hostIDOnce  *hostID        // the host identity, once found
+	metricsFile string          // from the loaded configuration
+	cfg         *config.Config  // the loaded configuration
+	hostIDOnce  *hostID         // the host identity, once found
+	limits      deadline.Limits // from the loaded configuration
+	began       time.Time       // when the command started (monotonic)
 
 	scrub          *secret.Scrubber
 	stdout, stderr io.Writer

@@ -16,7 +16,7 @@ import (
 // credential named by auth. Secrets are read through readSecret, so the
 // scrubber knows them before any request is made.
 func (inv *invocation) openAzureBlob(d config.Destination) (storage.Backend, error) {
-	hc, err := azstore.NewHTTPClient(d.CAFile)
+	hc, err := azstore.NewHTTPClientWith(d.CAFile, inv.limits)
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ func (inv *invocation) openS3(d config.Destination) (storage.Backend, error) {
 		PathStyle: d.PathStyle,
 		Profile:   d.Profile,
 		CAFile:    d.CAFile,
+		Limits:    inv.limits,
 		Log:       inv.log.With("destination", d.Name),
 	})
 }

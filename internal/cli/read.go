@@ -32,6 +32,8 @@ func (a *App) runList(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return out.finish(nil, err)
 	}
+	ctx, cancel := inv.withRun(ctx)
+	defer cancel()
 	out.start()
 	out.authenticated = len(r.Trust) > 0 && !inv.noReceipts
 	listed, err := r.List(ctx, escrow.ListOptions{
@@ -190,6 +192,8 @@ func (a *App) runVerify(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return fail(err)
 	}
+	ctx, cancel := inv.withRun(ctx)
+	defer cancel()
 	opts := escrow.VerifyOptions{Destination: inv.destination, Filter: escrow.Filter{Instance: inv.instance}, Copies: cfg.Verify.Copies, AllHosts: inv.allHosts}
 	if inv.copies > 0 {
 		opts.Copies = inv.copies

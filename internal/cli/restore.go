@@ -63,6 +63,8 @@ func (a *App) runRestore(ctx context.Context, inv *invocation) error {
 	if r.Identities, err = inv.identities(); err != nil {
 		return inv.failEarly(err)
 	}
+	ctx, cancel := inv.withRun(ctx)
+	defer cancel()
 	opts := escrow.RestoreOptions{
 		Destination: inv.destination, Filter: escrow.Filter{Host: id.Host, Instance: inv.defaultInstance(id)},
 		VersionID: inv.versionID, At: at, Out: out, PasswordOut: passwordOut,
@@ -108,6 +110,8 @@ func (a *App) runDrill(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return inv.failEarly(err)
 	}
+	ctx, cancel := inv.withRun(ctx)
+	defer cancel()
 	scratch, err := inv.readSecret(cfg.DrillDSNSource())
 	if err != nil {
 		return inv.failEarly(err)
@@ -160,7 +164,7 @@ func (inv *invocation) refuseProduction(ctx context.Context, cfg *config.Config,
 func (inv *invocation) connectRestore(dsn secret.Value) func(ctx context.Context) (escrow.RestoreSQL, error) {
 	return func(ctx context.Context) (escrow.RestoreSQL, error) {
 		inv.log.InfoContext(ctx, "connecting to SQL Server", "server", sqlserver.Endpoint(dsn.Reveal()))
-		c, err := sqlserver.Open(ctx, dsn, inv.log)
+		c, err := sqlserver.OpenWith(ctx, dsn, inv.log, inv.limits)
 		if err != nil {
 			return nil, err
 		}

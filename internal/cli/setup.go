@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/keyescrow/keyescrow/internal/config"
+	"github.com/keyescrow/keyescrow/internal/deadline"
 	"github.com/keyescrow/keyescrow/internal/escrow"
 	"github.com/keyescrow/keyescrow/internal/exitcode"
 	"github.com/keyescrow/keyescrow/internal/lock"
@@ -44,6 +45,7 @@ func (inv *invocation) loadConfig() (*config.Config, error) {
 	}
 	inv.metricsFile = cfg.MetricsFile
 	inv.cfg = cfg
+	inv.limits = limitsOf(cfg)
 	warns = append(warns, cfg.Warnings()...)
 	for _, w := range warns {
 		inv.log.Warn(string(w))
@@ -134,7 +136,7 @@ func (inv *invocation) openDestinations(cfg *config.Config) ([]escrow.Destinatio
 		if err != nil {
 			return nil, exitcode.Wrap(exitcode.Usage, fmt.Errorf("destinations[%s]: %w", d.Name, err))
 		}
-		out = append(out, escrow.Destination{Config: d, Backend: b})
+		out = append(out, escrow.Destination{Config: d, Backend: deadline.Bound(b, inv.limits)})
 	}
 	return out, nil
 }
@@ -197,7 +199,7 @@ func (inv *invocation) runner(cfg *config.Config, dests []escrow.Destination) *e
 func (inv *invocation) connectSQL(dsn secret.Value) func(ctx context.Context) (escrow.SQL, error) {
 	return func(ctx context.Context) (escrow.SQL, error) {
 		inv.log.InfoContext(ctx, "connecting to SQL Server", "server", sqlserver.Endpoint(dsn.Reveal()))
-		c, err := sqlserver.Open(ctx, dsn, inv.log)
+		c, err := sqlserver.OpenWith(ctx, dsn, inv.log, inv.limits)
 		if err != nil {
 			return nil, err
 		}

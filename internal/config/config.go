@@ -10,6 +10,8 @@
 // Validate or ValidateFor. Every error from this package matches ErrConfig.
 package config
 
+import "time"
+
 // Default names of the environment variables that hold secrets when the
 // configuration names no other source.
 const (
@@ -31,12 +33,13 @@ type Config struct {
 	MaxAge       Duration      `yaml:"max_age"` // default 8d
 	// Require is how many destinations must hold a proven copy for the run
 	// to succeed (0 = every destination); the others are reported.
-	Require  int     `yaml:"require"`
-	Verify   Verify  `yaml:"verify"`
-	Drill    Drill   `yaml:"drill"`
-	LockFile string  `yaml:"lock_file"` // "" → keyescrow.lock in the state folder
-	Signing  Signing `yaml:"signing"`
-	Trust    Trust   `yaml:"trust"`
+	Require  int      `yaml:"require"`
+	Verify   Verify   `yaml:"verify"`
+	Drill    Drill    `yaml:"drill"`
+	LockFile string   `yaml:"lock_file"` // "" → keyescrow.lock in the state folder
+	Signing  Signing  `yaml:"signing"`
+	Trust    Trust    `yaml:"trust"`
+	Timeouts Timeouts `yaml:"timeouts"`
 	// StateDirectory is keyescrow's private folder (the lock, the host
 	// identity backup recorded); "" → the per-OS default of package state.
 	StateDirectory string `yaml:"state_directory"`
@@ -121,6 +124,23 @@ type Drill struct {
 	LocalDirectory string `yaml:"local_directory"`
 }
 
+// Timeouts bound every network operation and the whole run, so that a
+// stalled server never holds the host lock for long. Defaults: connect
+// 30s, request 2m, idle 30s, run 10m.
+type Timeouts struct {
+	// Connect bounds a TCP connect and TLS handshake to a destination, and
+	// connecting and logging in to SQL Server.
+	Connect Duration `yaml:"connect"`
+	// Request bounds one storage request (with its retries and its body)
+	// and one SQL statement.
+	Request Duration `yaml:"request"`
+	// Idle bounds how long no byte may move on a storage request or
+	// response (waiting for the answer counts).
+	Idle Duration `yaml:"idle"`
+	// Run bounds the whole command.
+	Run Duration `yaml:"run"`
+}
+
 // Destination is one place the key file is archived to. The "for" tag lists
 // the destination types a key belongs to; keys without it apply to all.
 type Destination struct {
@@ -192,7 +212,10 @@ const (
 
 // Default returns the configuration before any file or environment.
 func Default() *Config {
-	return &Config{MaxAge: Duration(8 * day), Verify: Verify{Copies: 3}}
+	return &Config{MaxAge: Duration(8 * day), Verify: Verify{Copies: 3}, Timeouts: Timeouts{
+		Connect: Duration(30 * time.Second), Request: Duration(2 * time.Minute),
+		Idle: Duration(30 * time.Second), Run: Duration(10 * time.Minute),
+	}}
 }
 
 // Waived reports whether check is listed in waive.

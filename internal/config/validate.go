@@ -25,6 +25,7 @@ func (c *Config) Validate() error {
 func (c *Config) validate() *problems {
 	p := &problems{c: c}
 	c.validateTop(p)
+	c.validateTimeouts(p)
 	c.validateDestinations(p)
 	return p
 }

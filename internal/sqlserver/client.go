@@ -14,6 +14,7 @@ import (
 	// through this registration; on Windows SSPI is built in.
 	_ "github.com/microsoft/go-mssqldb/integratedauth/krb5"
 
+	"github.com/keyescrow/keyescrow/internal/deadline"
 	"github.com/keyescrow/keyescrow/internal/exitcode"
 	"github.com/keyescrow/keyescrow/internal/secret"
 )
@@ -38,11 +39,12 @@ type Info struct {
 }
 
 // Default time limits, so that a hung server never holds the host lock
-// forever under cron. A DSN's own "dial timeout" and "connection timeout"
-// still apply within them.
+// forever under cron: the configuration's timeouts.connect and
+// timeouts.request defaults. A DSN's own "dial timeout" and "connection
+// timeout" still apply within them.
 const (
-	DefaultConnectTimeout   = time.Minute
-	DefaultStatementTimeout = 5 * time.Minute
+	DefaultConnectTimeout   = deadline.DefaultConnect
+	DefaultStatementTimeout = deadline.DefaultRequest
 )
 
 // Client is one connection to one SQL Server. It is not safe for concurrent
@@ -53,11 +55,26 @@ type Client struct {
 	log  *slog.Logger
 	// StatementTimeout bounds each statement; zero means no limit.
 	StatementTimeout time.Duration
+	conns            *conns
 }
 
 // Open connects with dsn (go-mssqldb URL or ADO form; SQL login, Windows
-// integrated or Kerberos authentication as the DSN says) and logs in.
+// integrated or Kerberos authentication as the DSN says) and logs in, under
+// the default limits.
 func Open(ctx context.Context, dsn secret.Value, log *slog.Logger) (*Client, error) {
+	return OpenWith(ctx, dsn, log, deadline.Default())
+}
+
+// OpenWith is Open under the limits l: connecting and logging in within
+// l.Connect, each statement within l.Request. At a limit the driver asks
+// the server to cancel (Attention); a server that has not answered
+// AttentionGrace later has its connection cut, so no limit waits on the
+// server's good will. The error names the limit (exit 3).
+func OpenWith(ctx context.Context, dsn secret.Value, log *slog.Logger, l deadline.Limits) (*Client, error) {
+	if l.Connect <= 0 || l.Request <= 0 {
+		d := deadline.Default()
+		l.Connect, l.Request = d.Connect, d.Request
+	}
 	connector, err := mssql.NewConnector(dsn.Reveal())
 	if err != nil {
 		// The driver's parse errors can quote the DSN: say only what is wrong.
@@ -67,22 +84,26 @@ func Open(ctx context.Context, dsn secret.Value, log *slog.Logger) (*Client, err
 		}
 		return nil, exitcode.Wrap(exitcode.Usage, fmt.Errorf("the SQL Server DSN cannot be used (%s): %s", redactParseError(err), fix))
 	}
+	w := &conns{connect: l.Connect}
+	connector.Dialer = w
 	db := sql.OpenDB(connector)
 	db.SetMaxOpenConns(1)
-	cctx, cancel := context.WithTimeout(ctx, DefaultConnectTimeout)
+	cctx, cancel := context.WithTimeoutCause(ctx, l.Connect, deadline.NewError(deadline.KeyConnect, l.Connect))
 	defer cancel()
+	stop := w.watch(cctx, 0)
 	conn, err := db.Conn(cctx)
 	if err == nil {
 		err = conn.PingContext(cctx)
 	}
+	stop()
 	if err != nil {
 		if conn != nil {
 			_ = conn.Close()
 		}
 		_ = db.Close()
-		return nil, translate("connect", err)
+		return nil, timedOut(cctx, "connect", err)
 	}
-	return &Client{db: db, conn: conn, log: log, StatementTimeout: DefaultStatementTimeout}, nil
+	return &Client{db: db, conn: conn, log: log, StatementTimeout: l.Request, conns: w}, nil
 }
 
 // Close ends the session.
@@ -104,7 +125,7 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 	defer cancel()
 	err := c.conn.QueryRowContext(ctx, infoQuery).Scan(&machine, &server, &instance, &version, &edition, &control, &bulk, &sysadmin)
 	if err != nil {
-		return Info{}, translate("query", err)
+		return Info{}, timedOut(ctx, "query", err)
 	}
 	info := Info{
 		MachineName:    machine.String,
@@ -130,7 +151,7 @@ func (c *Client) BackupServiceMasterKey(ctx context.Context, serverPath string, 
 	ctx, cancel := c.limit(ctx)
 	defer cancel()
 	_, err := c.conn.ExecContext(ctx, BackupServiceMasterKeyStatement(serverPath, password))
-	return translate("backup", err)
+	return timedOut(ctx, "backup", err)
 }
 
 // RestoreServiceMasterKey runs RESTORE SERVICE MASTER KEY FROM FILE =
@@ -153,7 +174,7 @@ func (c *Client) RestoreServiceMasterKey(ctx context.Context, serverPath string,
 	defer cancel()
 	var control sql.NullInt64
 	if err := c.conn.QueryRowContext(ctx, controlServerQuery).Scan(&control); err != nil {
-		return scrub(translate(stepRestore, err), password)
+		return scrub(timedOut(ctx, stepRestore, err), password)
 	}
 	if !control.Valid || control.Int64 != 1 {
 		return exitcode.Wrap(exitcode.SQLServer, &Error{Step: stepRestore,
@@ -161,7 +182,7 @@ func (c *Client) RestoreServiceMasterKey(ctx context.Context, serverPath string,
 			Hint:    restoreHint(ErrNumPermission)})
 	}
 	_, err := c.conn.ExecContext(ctx, RestoreServiceMasterKeyStatement(serverPath, password, force))
-	return scrub(translate(stepRestore, err), password)
+	return scrub(timedOut(ctx, stepRestore, err), password)
 }
 
 // scrub removes the password from an error's text: SQL Server does not quote
@@ -191,7 +212,7 @@ func (c *Client) ReadServerFile(ctx context.Context, serverPath string, max int6
 	)
 	err := c.conn.QueryRowContext(ctx, ReadServerFileStatement(serverPath, max)).Scan(&data, &length)
 	if err != nil {
-		return nil, translate(stepReadBack, err)
+		return nil, timedOut(ctx, stepReadBack, err)
 	}
 	readErr := func(format string, args ...any) error {
 		return exitcode.Wrap(exitcode.SQLServer, &Error{Step: stepReadBack, Message: fmt.Sprintf(format, args...)})
@@ -221,7 +242,7 @@ func (c *Client) RemoveServerFile(ctx context.Context, serverPath string) error 
 	ctx, cancel := c.limit(ctx)
 	defer cancel()
 	if _, err := c.conn.ExecContext(ctx, RemoveServerFileStatement(serverPath)); err != nil {
-		return translate(stepRemove, err)
+		return timedOut(ctx, stepRemove, err)
 	}
 	var length sql.NullInt64
 	err := c.conn.QueryRowContext(ctx, FileLengthStatement(serverPath)).Scan(&length)
@@ -231,15 +252,23 @@ func (c *Client) RemoveServerFile(ctx context.Context, serverPath string) error 
 		return nil
 	case err != nil:
 		return exitcode.Wrap(exitcode.SQLServer, &Error{Step: stepRemove,
-			Message: fmt.Sprintf("xp_delete_files reported success, but reading %s back to prove it gone failed: %v", serverPath, translate(stepRemove, err))})
+			Message: fmt.Sprintf("xp_delete_files reported success, but reading %s back to prove it gone failed: %v", serverPath, timedOut(ctx, stepRemove, err))})
 	}
 	return exitcode.Wrap(exitcode.SQLServer, &Error{Step: stepRemove, Message: fmt.Sprintf("xp_delete_files reported success, but %s is still there (%d bytes)", serverPath, length.Int64)})
 }
 
-// limit applies StatementTimeout to one statement.
+// limit applies StatementTimeout to one statement; when the statement's
+// context ends before it does, its connection is cut AttentionGrace later.
 func (c *Client) limit(ctx context.Context) (context.Context, context.CancelFunc) {
+	var cancel context.CancelFunc
 	if c.StatementTimeout <= 0 {
-		return context.WithCancel(ctx)
+		ctx, cancel = context.WithCancel(ctx)
+	} else {
+		ctx, cancel = context.WithTimeoutCause(ctx, c.StatementTimeout, deadline.NewError(deadline.KeyRequest, c.StatementTimeout))
 	}
-	return context.WithTimeout(ctx, c.StatementTimeout)
+	if c.conns == nil {
+		return ctx, cancel
+	}
+	stop := c.conns.watch(ctx, AttentionGrace)
+	return ctx, func() { stop(); cancel() }
 }

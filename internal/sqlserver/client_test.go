@@ -334,7 +334,7 @@ func TestAHungStatementEndsAtTheStatementTimeoutAsExit3(t *testing.T) {
 	c.StatementTimeout = 200 * time.Millisecond
 	start := time.Now()
 	err := c.BackupServiceMasterKey(context.Background(), filepath.Join(t.TempDir(), "k.key"), secret.New(testBackupPW))
-	if exitcode.Code(err) != exitcode.SQLServer || !strings.Contains(err.Error(), "did not answer in time") {
+	if exitcode.Code(err) != exitcode.SQLServer || !strings.Contains(err.Error(), "timeouts.request") {
 		t.Fatalf("got %v (exit %d)", err, exitcode.Code(err))
 	}
 	if d := time.Since(start); d > 20*time.Second {

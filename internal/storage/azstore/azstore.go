@@ -30,6 +30,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
+	"github.com/keyescrow/keyescrow/internal/deadline"
 	"github.com/keyescrow/keyescrow/internal/storage"
 )
 
@@ -91,7 +92,7 @@ func New(o Options) (*Store, error) {
 		account, _, _ = strings.Cut(u.Hostname(), ".")
 	}
 	if o.HTTPClient == nil {
-		o.HTTPClient = newHTTPClient(nil)
+		o.HTTPClient = newHTTPClient(nil, deadline.Limits{})
 	}
 	containerURL := u.String() + "/" + url.PathEscape(o.Container)
 	c, err := o.Credential.containerClient(containerURL, account, clientOptions(o.HTTPClient))
@@ -106,12 +107,19 @@ func New(o Options) (*Store, error) {
 // against a dead endpoint ends in seconds, not minutes. Wrong credentials
 // (401/403) are never retried: the SDK retries only 408, 429, 500, 502,
 // 503, 504 and transport errors.
+//
+// A try may last as long as the HTTP client's request limit (see
+// NewHTTPClient); the operation as a whole is bounded by its context.
 func clientOptions(hc *http.Client) azcore.ClientOptions {
+	try := time.Minute
+	if l, ok := deadline.LimitsOf(hc.Transport); ok {
+		try = l.Request
+	}
 	return azcore.ClientOptions{
 		Transport: hc,
 		Retry: policy.RetryOptions{
 			MaxRetries:    2,
-			TryTimeout:    time.Minute,
+			TryTimeout:    try,
 			RetryDelay:    300 * time.Millisecond,
 			MaxRetryDelay: 2 * time.Second,
 		},

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
+	"github.com/keyescrow/keyescrow/internal/deadline"
 	"github.com/keyescrow/keyescrow/internal/secret"
 	"github.com/keyescrow/keyescrow/internal/storage"
 )
@@ -75,7 +77,7 @@ func NewCredential(a Auth, hc *http.Client) (*Credential, error) {
 		a.Mode = AuthDefault
 	}
 	if hc == nil {
-		hc = newHTTPClient(nil)
+		hc = newHTTPClient(nil, deadline.Limits{})
 	}
 	co := clientOptions(hc)
 	disableDiscovery := false
@@ -184,20 +186,33 @@ func knownAuthority(host string) bool {
 	return false
 }
 
-// NewHTTPClient returns the one HTTP client a destination uses for blob,
-// ARM and token requests: HTTP/1.1 and 2 keep-alive, TLS 1.2 or later,
-// trusting the system roots plus the PEM file caFile ("" for none).
+// NewHTTPClient is NewHTTPClientWith under the default limits.
 func NewHTTPClient(caFile string) (*http.Client, error) {
+	return NewHTTPClientWith(caFile, deadline.Default())
+}
+
+// NewHTTPClientWith returns the one HTTP client a destination uses for
+// blob, ARM and token requests: HTTP/1.1 and 2 keep-alive, TLS 1.2 or
+// later, trusting the system roots plus the PEM file caFile ("" for none),
+// every attempt under the limits l (the zero value means
+// deadline.Default()): connect and TLS handshake within l.Connect, each
+// attempt with its body within l.Request, no l.Idle without a byte moving.
+func NewHTTPClientWith(caFile string, l deadline.Limits) (*http.Client, error) {
 	pool, err := storage.RootCAs(caFile)
 	if err != nil {
 		return nil, err
 	}
-	return newHTTPClient(pool), nil
+	return newHTTPClient(pool, l), nil
 }
 
-func newHTTPClient(roots *x509.CertPool) *http.Client {
+func newHTTPClient(roots *x509.CertPool, l deadline.Limits) *http.Client {
+	if l == (deadline.Limits{}) {
+		l = deadline.Default()
+	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = (&net.Dialer{Timeout: l.Connect, KeepAlive: 30 * time.Second}).DialContext
+	tr.TLSHandshakeTimeout = l.Connect
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
-	tr.ResponseHeaderTimeout = time.Minute
-	return &http.Client{Transport: tr}
+	tr.ResponseHeaderTimeout = l.Request // the idle watchdog comes first
+	return &http.Client{Transport: deadline.GuardTransport(tr, l)}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/keyescrow/keyescrow/internal/deadline"
 	"github.com/keyescrow/keyescrow/internal/storage"
 )
 
@@ -24,7 +25,11 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	if o.Bucket == "" || o.Region == "" {
 		return nil, fmt.Errorf("%w: s3 needs a bucket and a region", storage.ErrInvalid)
 	}
-	httpClient, err := newHTTPClient(o.CAFile, o.Endpoint)
+	limits := o.Limits
+	if limits == (deadline.Limits{}) {
+		limits = deadline.Default()
+	}
+	httpClient, err := newHTTPClient(o.CAFile, o.Endpoint, limits)
 	if err != nil {
 		return nil, err
 	}
@@ -70,6 +75,10 @@ func New(ctx context.Context, o Options) (*Store, error) {
 			r.MaxBackoff = 5 * time.Second
 		})
 		so.APIOptions = append(so.APIOptions, o.APIOptions...)
+		// Every attempt runs under the limits (the per-attempt request
+		// limit and the idle watchdog cover the bodies); the client
+		// configured above, with AWS_CA_BUNDLE applied, sends it.
+		so.HTTPClient = deadline.GuardDoer(so.HTTPClient, limits)
 		// The SDK logs a warning for every GetObject it does not validate;
 		// the pipeline validates by re-hashing, so the warning is noise.
 		so.DisableLogOutputChecksumValidationSkipped = true
@@ -81,16 +90,18 @@ func New(ctx context.Context, o Options) (*Store, error) {
 // adds AWS_CA_BUNDLE to this client). An S3 301 carries no Location, so a
 // request to the wrong region is never followed elsewhere: it fails, and
 // its x-amz-bucket-region names the real one.
-func newHTTPClient(caFile, endpoint string) (*awshttp.BuildableClient, error) {
+func newHTTPClient(caFile, endpoint string, l deadline.Limits) (*awshttp.BuildableClient, error) {
 	tlsCfg, err := tlsConfig(caFile, endpoint)
 	if err != nil {
 		return nil, err
 	}
 	return awshttp.NewBuildableClient().
-		WithDialerOptions(func(d *net.Dialer) { d.Timeout = 10 * time.Second }).
+		WithDialerOptions(func(d *net.Dialer) { d.Timeout = l.Connect }).
 		WithTransportOptions(func(tr *http.Transport) {
 			tr.TLSClientConfig = tlsCfg // uncloned: see tlsConfig
-			tr.TLSHandshakeTimeout = 10 * time.Second
-			tr.ResponseHeaderTimeout = 2 * time.Minute
+			tr.TLSHandshakeTimeout = l.Connect
+			// Waiting for the answer is bounded by the idle watchdog
+			// (deadline.GuardDoer); this is the outer bound.
+			tr.ResponseHeaderTimeout = l.Request
 		}), nil
 }

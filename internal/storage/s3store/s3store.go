@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go/middleware"
 
+	"github.com/keyescrow/keyescrow/internal/deadline"
 	"github.com/keyescrow/keyescrow/internal/storage"
 )
 
@@ -46,6 +47,10 @@ type Options struct {
 	ListPageSize int32
 	// APIOptions are extra SDK middleware (tests count requests with it).
 	APIOptions []func(*middleware.Stack) error
+	// Limits bound each request (connect, idle, per attempt); the zero
+	// value means deadline.Default(). Bound the operations themselves
+	// with deadline.Bound.
+	Limits deadline.Limits
 	// Log receives debug lines; nil discards them.
 	Log *slog.Logger
 }
