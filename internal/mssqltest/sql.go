@@ -40,6 +40,12 @@ func classify(sql string) StatementKind {
 	case p.words("BACKUP", "SERVICE", "MASTER", "KEY") == nil:
 		return KindBackupSMK
 	}
+	if p = (&parser{toks: toks}); p.isWord("SELECT") && hasWord(toks, "FROM") {
+		return KindCatalog
+	}
+	if k, ok := classifyHierarchy(toks); ok {
+		return k
+	}
 	p = &parser{toks: toks}
 	if p.words("RESTORE", "SERVICE", "MASTER", "KEY") == nil {
 		return KindRestoreSMK
@@ -50,7 +56,7 @@ func classify(sql string) StatementKind {
 // hasWord reports whether a word token (not a string) is w, in any case.
 func hasWord(toks []token, w string) bool {
 	for _, t := range toks {
-		if t.kind == tWord && strings.EqualFold(t.val, w) {
+		if t.kind == tWord && !t.quoted && strings.EqualFold(t.val, w) {
 			return true
 		}
 	}
