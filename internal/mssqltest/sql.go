@@ -33,15 +33,14 @@ func classify(sql string) StatementKind {
 	switch {
 	case p.isWord("SELECT") && hasWord(toks, "OPENROWSET"):
 		return KindReadFile
+	case p.isWord("SELECT") && hasWord(toks, "FROM"):
+		return KindCatalog
 	case p.isWord("SELECT"):
 		return KindSelect
 	case (p.isWord("EXEC") || p.isWord("EXECUTE")) && hasWord(toks, "XP_DELETE_FILES"):
 		return KindDeleteFiles
 	case p.words("BACKUP", "SERVICE", "MASTER", "KEY") == nil:
 		return KindBackupSMK
-	}
-	if p = (&parser{toks: toks}); p.isWord("SELECT") && hasWord(toks, "FROM") {
-		return KindCatalog
 	}
 	if k, ok := classifyHierarchy(toks); ok {
 		return k
