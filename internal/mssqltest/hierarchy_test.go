@@ -2,8 +2,8 @@ package mssqltest
 
 import (
 	"bytes"
-	"crypto"
 	"context"
+	"crypto"
 	"database/sql"
 	"encoding/hex"
 	"errors"
