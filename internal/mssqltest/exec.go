@@ -138,6 +138,11 @@ func (c *conn) facts() facts {
 			"@@SPID":       int64(c.spid),
 		},
 		login: c.login,
+		hasDB: func(name string) bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.findDB(name) != nil
+		},
 	}
 }
 

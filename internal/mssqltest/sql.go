@@ -139,6 +139,9 @@ type expr struct {
 	arg     *expr
 	castInt bool
 	castLen int
+	// securable and class are HAS_PERMS_BY_NAME's first two arguments
+	// when they are literals.
+	securable, class string
 }
 
 type selectItem struct {
@@ -262,7 +265,12 @@ func (p *parser) expr() (*expr, error) {
 			return nil, &sqlError{err: Error{Number: 174, State: 1, Class: 15,
 				Message: "The has_perms_by_name function requires 3 to 5 arguments."}}
 		}
-		return &expr{op: "perms", s: args[2].s}, nil
+		e := &expr{op: "perms", s: args[2].s}
+		if args[0].op == "str" && args[1].op == "str" {
+			// HAS_PERMS_BY_NAME(N'db', 'DATABASE', 'CONTROL'): a securable.
+			e.securable, e.class = args[0].s, args[1].s
+		}
+		return e, nil
 	case "IS_SRVROLEMEMBER":
 		p.next()
 		if err := p.punct("("); err != nil {

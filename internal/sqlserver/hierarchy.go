@@ -197,6 +197,17 @@ func (c *Client) readDatabases(ctx context.Context, h *Hierarchy) error {
 
 func (c *Client) readDatabaseKeys(ctx context.Context, d *Database) error {
 	step := stepInventory + " of database " + d.Name
+	// Catalog views show only what the login may see: an empty answer is
+	// "none" only with CONTROL on the database.
+	var control sql.NullInt64
+	if err := c.queryRow(ctx, ControlDatabaseQuery(d.Name), &control); err != nil {
+		return withHint(translate(step, err), hierarchyHint(step))
+	}
+	if !control.Valid || control.Int64 != 1 {
+		d.Problem = "the login does not hold CONTROL on the database, so its master key and certificates are not visible (nothing was read); " +
+			hierarchyHint(step)(ErrNumPermission)
+		return nil
+	}
 	var guid mssql.UniqueIdentifier
 	var created, modified sql.NullTime
 	err := c.queryRow(ctx, MasterKeyQuery(d.Name), &guid, &created, &modified)

@@ -106,6 +106,12 @@ const (
 	encryptionQuery   = `SELECT database_id, encryption_state, encryptor_thumbprint, encryptor_type FROM sys.dm_database_encryption_keys`
 )
 
+// ControlDatabaseQuery asks whether the login holds CONTROL on database db:
+// without it the database's keys are not visible in its catalog.
+func ControlDatabaseQuery(db string) string {
+	return "SELECT HAS_PERMS_BY_NAME(" + Literal(db) + ", 'DATABASE', 'CONTROL') AS control_database"
+}
+
 // MasterKeyQuery reads database db's master key from its sys.symmetric_keys.
 func MasterKeyQuery(db string) string {
 	return "SELECT key_guid, create_date, modify_date FROM " + Ident(db) +
