@@ -191,7 +191,7 @@ func (e *env) assertNoSecrets(r result) {
 
 // receipt is the contract of DESIGN.md ("Receipt") plus the README's
 // extensions (exit_code, error, destinations[].checks, server_file,
-// restore).
+// restore, password, quorum, destinations[].sealed_password).
 // parseReceipt refuses any other field, so a field added without updating
 // the contract fails the black-box tests.
 type receipt struct {
@@ -240,7 +240,28 @@ type receipt struct {
 			Result string `json:"result"`
 			Detail string `json:"detail"`
 		} `json:"checks"`
+		SealedPassword *struct {
+			Location  string `json:"location"`
+			VersionID string `json:"version_id"`
+			SHA256    string `json:"sha256"`
+			Bytes     int64  `json:"bytes"`
+			Retention *struct {
+				Mode  string    `json:"mode"`
+				Until time.Time `json:"until"`
+			} `json:"retention"`
+			ReadBack bool `json:"read_back"`
+		} `json:"sealed_password"`
 	} `json:"destinations"`
+	Password *struct {
+		Mode       string   `json:"mode"`
+		Recipients []string `json:"recipients"`
+	} `json:"password"`
+	Quorum *struct {
+		Require      int  `json:"require"`
+		Verified     int  `json:"verified"`
+		Destinations int  `json:"destinations"`
+		Met          bool `json:"met"`
+	} `json:"quorum"`
 	ServerFile *struct {
 		Path    string `json:"path"`
 		Removed bool   `json:"removed"`

@@ -39,6 +39,8 @@ type invocation struct {
 	apply        bool   // restore --apply
 	force        bool   // restore --force
 	confirmForce string // restore --confirm-force
+	identity     string // restore, drill --identity (age identity file)
+	passwordOut  string // restore --password-out
 
 	metricsFile string // from the loaded configuration
 
@@ -77,6 +79,12 @@ func (inv *invocation) flagSet(name string) *flag.FlagSet {
 		fs.StringVar(&inv.destination, "destination", "", "use only this destination (by name); default: every destination (restore, drill: the first whose copy verifies)")
 	}
 	switch name {
+	case "new-identity":
+		fs.StringVar(&inv.out, "out", "", "the new identity file (create-only, owner-only)")
+	case "restore", "drill":
+		fs.StringVar(&inv.identity, "identity", "", "age identity file that opens sealed passwords (default: $KEYESCROW_IDENTITY_FILE)")
+	}
+	switch name {
 	case "list":
 		fs.IntVar(&inv.limit, "limit", 0, "show at most this many of the newest copies per host and instance (0 = all)")
 		fs.BoolVar(&inv.noReceipts, "no-receipts", false, "do not read the receipts (one request per copy): the SHA-256 and retention columns stay empty")
@@ -87,6 +95,7 @@ func (inv *invocation) flagSet(name string) *flag.FlagSet {
 		fs.StringVar(&inv.versionID, "version-id", "", "restore this version (keyescrow list shows the ids)")
 		fs.StringVar(&inv.at, "at", "", "restore the newest copy stored at or before this time (RFC 3339, e.g. 2026-11-01T00:00:00Z, or a date 2026-11-01 meaning its end)")
 		fs.StringVar(&inv.out, "out", "", "write the verified copy to this new file (create-only, owner-only)")
+		fs.StringVar(&inv.passwordOut, "password-out", "", "with a sealed password: also write the opened password to this new file (create-only, owner-only), for a RESTORE run by hand")
 		fs.BoolVar(&inv.apply, "apply", false, "run RESTORE SERVICE MASTER KEY with the verified copy on the configured SQL Server")
 		fs.BoolVar(&inv.force, "force", false, "with --apply: RESTORE … FORCE (loses the secrets the restored key cannot decrypt; needs --confirm-force)")
 		fs.StringVar(&inv.confirmForce, "confirm-force", "", "with --apply --force: the SQL Server's name (@@SERVERNAME), typed to confirm the data loss")
@@ -139,7 +148,8 @@ func (a *App) parse(args []string) (*invocation, error) {
 
 // valueFlags are the global flags that take a separate value.
 var valueFlags = map[string]bool{"config": true, "log-level": true, "log-format": true, "set": true, "instance": true, "host": true,
-	"destination": true, "copies": true, "limit": true, "version-id": true, "at": true, "out": true, "confirm-force": true}
+	"destination": true, "copies": true, "limit": true, "version-id": true, "at": true, "out": true, "confirm-force": true,
+	"identity": true, "password-out": true}
 
 // splitCommand returns the first argument that is neither a flag nor a
 // flag's value, and the arguments without it.
@@ -175,7 +185,7 @@ func (a *App) usage(w io.Writer) {
 	var b strings.Builder
 	b.WriteString("keyescrow: back up SQL Server's service master key to write-once storage in another region, and prove it.\n\nUsage: keyescrow COMMAND [flags]\n\nCommands:\n")
 	for _, c := range a.commands() {
-		fmt.Fprintf(&b, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(&b, "  %-12s %s\n", c.name, c.summary)
 	}
 	b.WriteString("\nGlobal flags:\n")
 	inv := &invocation{}

@@ -46,13 +46,22 @@ func (a *App) runRestore(ctx context.Context, inv *invocation) error {
 			return inv.failEarly(exitcode.Wrap(exitcode.Usage, err))
 		}
 	}
+	passwordOut := inv.passwordOut
+	if passwordOut != "" {
+		if passwordOut, err = filepath.Abs(passwordOut); err != nil {
+			return inv.failEarly(exitcode.Wrap(exitcode.Usage, err))
+		}
+	}
 	cfg, r, err := inv.setup()
 	if err != nil {
 		return inv.failEarly(err)
 	}
+	if r.Identities, err = inv.identities(); err != nil {
+		return inv.failEarly(err)
+	}
 	opts := escrow.RestoreOptions{
 		Destination: inv.destination, Filter: escrow.Filter{Host: inv.defaultHost(), Instance: inv.instance},
-		VersionID: inv.versionID, At: at, Out: out,
+		VersionID: inv.versionID, At: at, Out: out, PasswordOut: passwordOut,
 		Apply: inv.apply, Force: inv.force, ConfirmForce: inv.confirmForce,
 		ServerDirectory: cfg.Backup.ServerDirectory, LocalDirectory: cfg.Backup.LocalDirectory,
 	}
@@ -63,7 +72,7 @@ func (a *App) runRestore(ctx context.Context, inv *invocation) error {
 		if cfg.SQLServer == nil {
 			return inv.failEarly(exitcode.Wrap(exitcode.Usage, errors.New("restore --apply needs the sqlserver section (dsn_env or dsn_file) of the server to restore into")))
 		}
-		pw, err := inv.readSecret(cfg.PasswordSource())
+		pw, err := inv.restorePassword(cfg, len(r.Identities) > 0)
 		if err != nil {
 			return inv.failEarly(err)
 		}
@@ -103,7 +112,10 @@ func (a *App) runDrill(ctx context.Context, inv *invocation) error {
 	if err := inv.refuseProduction(ctx, cfg, scratch); err != nil {
 		return inv.failEarly(err)
 	}
-	pw, err := inv.readSecret(cfg.PasswordSource())
+	if r.Identities, err = inv.identities(); err != nil {
+		return inv.failEarly(err)
+	}
+	pw, err := inv.restorePassword(cfg, len(r.Identities) > 0)
 	if err != nil {
 		return inv.failEarly(err)
 	}

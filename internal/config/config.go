@@ -29,10 +29,13 @@ type Config struct {
 	Waive        []string      `yaml:"waive"` // allowed: "region", "versioning", "immutability"
 	MetricsFile  string        `yaml:"metrics_file"`
 	MaxAge       Duration      `yaml:"max_age"` // default 8d
-	Verify       Verify        `yaml:"verify"`
-	Drill        Drill         `yaml:"drill"`
-	LockFile     string        `yaml:"lock_file"` // "" → default chosen by the caller
-	Source       string        `yaml:"-"`         // the file path it came from, "" when none
+	// Require is how many destinations must hold a proven copy for the run
+	// to succeed (0 = every destination); the others are reported.
+	Require  int    `yaml:"require"`
+	Verify   Verify `yaml:"verify"`
+	Drill    Drill  `yaml:"drill"`
+	LockFile string `yaml:"lock_file"` // "" → default chosen by the caller
+	Source   string `yaml:"-"`         // the file path it came from, "" when none
 
 	// lines maps a display key ("destinations[1].bucket") to its line in
 	// Source; keys later overridden by env or Set are removed.
@@ -54,7 +57,11 @@ type Backup struct {
 	LocalDirectory  string `yaml:"local_directory"`  // as this host sees it, when different
 	PasswordEnv     string `yaml:"password_env"`
 	PasswordFile    string `yaml:"password_file"` // "-" means standard input
-	KeepLocal       bool   `yaml:"keep_local"`
+	// SealTo turns on sealed passwords: every backup gets a fresh random
+	// password, sealed to these age recipients (age1… public keys) and
+	// stored beside the copy. Excludes PasswordEnv and PasswordFile.
+	SealTo    []string `yaml:"seal_to"`
+	KeepLocal bool     `yaml:"keep_local"`
 	// Remote: keyescrow does not run on the database host (e.g. a CI
 	// runner). SQL Server still writes the key file to ServerDirectory on
 	// its own disk; the agent reads it back over the SQL connection
@@ -129,6 +136,9 @@ type Destination struct {
 	// hold, Azure legal hold); it stays until someone with the right to
 	// remove it does.
 	LegalHold bool `yaml:"legal_hold" for:"s3,azureblob"`
+	// Required: the run fails when this destination holds no proven copy,
+	// whatever require says.
+	Required bool `yaml:"required"`
 }
 
 // Retention is the lock applied to every archived object: for s3 the Object

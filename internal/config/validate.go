@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+
+	"github.com/keyescrow/keyescrow/internal/sealed"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -92,6 +94,19 @@ func (c *Config) validateTop(p *problems) {
 			"keep one of them")
 	}
 	checkEnvName(p, "backup.password_env", b.PasswordEnv)
+	if len(b.SealTo) > 0 {
+		if b.PasswordEnv != "" || b.PasswordFile != "" {
+			p.add("backup.seal_to", "is set together with a static password (backup.password_env or backup.password_file)",
+				"keep backup.seal_to for a fresh sealed password per backup, or the static password, not both")
+		}
+		if _, err := sealed.ParseRecipients(b.SealTo); err != nil {
+			p.add("backup.seal_to", err.Error(), "list the age1… public keys of the people who may open the password (keyescrow new-identity --out FILE makes a pair and prints the public key)")
+		}
+	}
+	if c.Require < 0 || c.Require > len(c.Destinations) {
+		p.add("require", fmt.Sprintf("%d is not between 1 and the number of destinations (%d)", c.Require, len(c.Destinations)),
+			"set it to how many destinations must hold a proven copy, or remove it (every destination)")
+	}
 	if s := c.SQLServer; s != nil {
 		if s.DSNEnv != "" && s.DSNFile != "" {
 			p.add("sqlserver.dsn_file", "both sqlserver.dsn_env and sqlserver.dsn_file are set",

@@ -132,6 +132,9 @@ func (w *walker) object(o storage.Object) error {
 	if first {
 		w.lastKey, w.keyHidden = o.Key, o.DeleteMarker
 	}
+	if strings.HasSuffix(o.Key, sealedSuffix) {
+		return nil // a sealed password, read through its copy's receipt
+	}
 	if copyKey, ok := strings.CutSuffix(o.Key, receiptSuffix); ok {
 		// The newest entry of a receipt key is its current version; a
 		// receipt hidden by a delete marker is still read by version.

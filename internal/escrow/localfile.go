@@ -24,6 +24,9 @@ type keyFile struct {
 	data   []byte
 	sha256 [sha256.Size]byte
 	md5    [md5.Size]byte
+	// sealed is the key file's password sealed to the configured
+	// recipients (backup.seal_to), stored and proven beside every copy.
+	sealed *keyFile
 }
 
 // readKeyFile reads a regular, non-empty key file (not following a symlink

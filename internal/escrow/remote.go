@@ -28,7 +28,11 @@ func (r *Runner) backupRemote(ctx context.Context, rec *receipt.Receipt, db SQL,
 	rec.File = &receipt.File{Name: name}
 
 	r.Log.InfoContext(ctx, "exporting the service master key", "server_path", serverPath, "remote", true)
-	if err := db.BackupServiceMasterKey(ctx, serverPath, r.Password); err != nil {
+	pw, err := r.backupPassword(rec)
+	if err != nil {
+		return err, refused
+	}
+	if err := db.BackupServiceMasterKey(ctx, serverPath, pw); err != nil {
 		return err, refused
 	}
 	// Set only after the copies' own receipts are stored: they are written
@@ -44,8 +48,12 @@ func (r *Runner) backupRemote(ctx context.Context, rec *receipt.Receipt, db SQL,
 		return fmt.Errorf("%w (the key file stays on the server at %s and is not archived: archive it there with keyescrow archive, then %s)", err, serverPath, removeHow(serverPath)), refused
 	}
 	kf := newKeyFile(serverPath, data)
+	if err := r.seal(kf, name, pw); err != nil {
+		rec.ServerFile = sf
+		return err, refused
+	}
 	key := func(prefix string) string { return objectKey(prefix, rec.Host, rec.Instance, rec.Kind, name) }
-	err = errors.Join(r.archive(ctx, rec, kf, targets, key), refused)
+	err = r.quorum(ctx, rec, errors.Join(r.archive(ctx, rec, kf, targets, key), refused))
 	rec.ServerFile = sf
 	if err != nil {
 		r.Log.WarnContext(ctx, "not every destination is verified; the key file is kept on the server", "server_path", serverPath)

@@ -37,6 +37,9 @@ type RestoreOptions struct {
 	At        *time.Time
 	// Out: write the verified copy there, create-only, owner-only.
 	Out string
+	// PasswordOut: write the copy's opened sealed password there,
+	// create-only, owner-only (for a RESTORE run by hand).
+	PasswordOut string
 	// Apply: run RESTORE SERVICE MASTER KEY with the copy on the server
 	// ConnectRestore opens; Force adds FORCE and needs ConfirmForce to be
 	// that server's name.
@@ -91,6 +94,19 @@ func (r *Runner) restore(ctx context.Context, rec *receipt.Receipt, opts Restore
 		}
 		r.Log.InfoContext(ctx, "wrote the verified copy, owner-only", "path", opts.Out, "sha256", cc.Checksum.Local)
 	}
+	if opts.PasswordOut != "" {
+		pw, sealedMode, err := r.openSealed(ctx, c, cc)
+		if err != nil {
+			return err, nil
+		}
+		if !sealedMode {
+			return exitcode.Wrap(exitcode.Usage, fmt.Errorf("--password-out: the password of %s is not sealed (it is the static backup password the copy was made with): drop --password-out", c.Location)), nil
+		}
+		if err := writeCreateOnly(opts.PasswordOut, []byte(pw.Reveal())); err != nil {
+			return err, nil
+		}
+		r.Log.InfoContext(ctx, "wrote the opened sealed password, owner-only", "path", opts.PasswordOut)
+	}
 	if opts.Apply {
 		if err := r.apply(ctx, rec, c, cc, opts); err != nil {
 			return err, nil
@@ -114,15 +130,20 @@ func checkRestoreOptions(opts RestoreOptions) error {
 		return usage("--confirm-force is only used with --apply --force")
 	case !opts.Apply && opts.Out == "":
 		return usage("restore needs --out FILE (where to write the verified copy) or --apply (restore it into SQL Server), or both")
+	case opts.PasswordOut != "" && opts.PasswordOut == opts.Out:
+		return usage("--password-out and --out name the same file: choose two new files")
 	case opts.Apply && opts.ServerDirectory == "":
 		return usage("--apply needs backup.server_directory: the folder SQL Server reads the key file from, as it sees the path")
 	}
-	if opts.Out != "" {
-		if _, err := os.Lstat(opts.Out); err == nil {
-			return usage(fmt.Sprintf("--out %s exists already: keyescrow never overwrites a key file; choose a new name", opts.Out))
+	for flag, path := range map[string]string{"--out": opts.Out, "--password-out": opts.PasswordOut} {
+		if path == "" {
+			continue
 		}
-		if fi, err := os.Stat(filepath.Dir(opts.Out)); err != nil || !fi.IsDir() {
-			return usage(fmt.Sprintf("--out %s: the folder %s does not exist", opts.Out, filepath.Dir(opts.Out)))
+		if _, err := os.Lstat(path); err == nil {
+			return usage(fmt.Sprintf("%s %s exists already: keyescrow never overwrites a key or password file; choose a new name", flag, path))
+		}
+		if fi, err := os.Stat(filepath.Dir(path)); err != nil || !fi.IsDir() {
+			return usage(fmt.Sprintf("%s %s: the folder %s does not exist", flag, path, filepath.Dir(path)))
 		}
 	}
 	return nil
@@ -234,6 +255,14 @@ func (r *Runner) apply(ctx context.Context, rec *receipt.Receipt, c Copy, cc *Ch
 	if r.ConnectRestore == nil {
 		return exitcode.Wrap(exitcode.Internal, errors.New("no SQL Server connection is configured for --apply"))
 	}
+	pw := r.Password
+	if spw, sealedMode, err := r.openSealed(ctx, c, cc); err != nil {
+		return err
+	} else if sealedMode {
+		pw = spw
+	} else if pw.Empty() {
+		return exitcode.Wrap(exitcode.Usage, fmt.Errorf("the copy %s was not made with a sealed password: set the backup password it was made with (backup.password_env or backup.password_file)", c.Location))
+	}
 	localDir := opts.LocalDirectory
 	if localDir == "" {
 		localDir = opts.ServerDirectory
@@ -278,7 +307,7 @@ func (r *Runner) apply(ctx context.Context, rec *receipt.Receipt, c Copy, cc *Ch
 		}
 	}()
 	r.Log.InfoContext(ctx, "restoring the service master key", "server", info.ServerName, "force", opts.Force, "drill", opts.Drill)
-	if err := db.RestoreServiceMasterKey(ctx, serverJoin(opts.ServerDirectory, name), r.Password, opts.Force); err != nil {
+	if err := db.RestoreServiceMasterKey(ctx, serverJoin(opts.ServerDirectory, name), pw, opts.Force); err != nil {
 		return err
 	}
 	rec.Restore.Applied, rec.Restore.Server = true, info.ServerName

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/keyescrow/keyescrow/internal/config"
 	"github.com/keyescrow/keyescrow/internal/exitcode"
 	"github.com/keyescrow/keyescrow/internal/receipt"
@@ -50,8 +52,12 @@ type Runner struct {
 	Lock func() (release func(), err error)
 	// ConnectSQL opens the SQL Server session (backup only).
 	ConnectSQL func(ctx context.Context) (SQL, error)
-	// Password encrypts the key export (backup only).
+	// Password encrypts the key export (backup only, unless
+	// backup.seal_to makes a fresh one per run), and opens it for restore
+	// --apply and drill when the copy's password is not sealed.
 	Password secret.Value
+	// Identities open sealed passwords (restore, drill).
+	Identities []age.Identity
 	// Hostname names this host for archive (backup uses the server's).
 	Hostname string
 	// ConnectRestore opens the SQL Server session restore --apply (the
@@ -121,8 +127,12 @@ func (r *Runner) backup(ctx context.Context, rec *receipt.Receipt) (runErr, dest
 	serverPath, localPath := serverJoin(b.ServerDirectory, name), filepath.Join(localDir, name)
 	rec.File = &receipt.File{Name: name}
 
-	r.Log.InfoContext(ctx, "exporting the service master key", "server_path", serverPath)
-	if err := db.BackupServiceMasterKey(ctx, serverPath, r.Password); err != nil {
+	pw, err := r.backupPassword(rec)
+	if err != nil {
+		return err, refused
+	}
+	r.Log.InfoContext(ctx, "exporting the service master key", "server_path", serverPath, "password", rec.Password.Mode)
+	if err := db.BackupServiceMasterKey(ctx, serverPath, pw); err != nil {
 		if _, statErr := os.Lstat(localPath); statErr == nil {
 			restrict(localPath)
 			r.Log.WarnContext(ctx, "the backup failed but a key file exists; it is kept, owner-only", "path", localPath)
@@ -137,8 +147,11 @@ func (r *Runner) backup(ctx context.Context, rec *receipt.Receipt) (runErr, dest
 		}
 		return exitcode.Wrap(exitcode.SQLServer, fmt.Errorf("reading the key file SQL Server wrote: %w", err)), refused
 	}
+	if err := r.seal(kf, name, pw); err != nil {
+		return err, refused
+	}
 	key := func(prefix string) string { return objectKey(prefix, rec.Host, rec.Instance, rec.Kind, name) }
-	if err := errors.Join(r.archive(ctx, rec, kf, targets, key), refused); err != nil {
+	if err := r.quorum(ctx, rec, errors.Join(r.archive(ctx, rec, kf, targets, key), refused)); err != nil {
 		r.Log.WarnContext(ctx, "not every destination is verified; the local key file is kept, owner-only", "path", localPath)
 		return nil, err
 	}
@@ -171,7 +184,7 @@ func (r *Runner) Archive(ctx context.Context, file, instance string) (*receipt.R
 		}
 		defer release()
 		key := func(prefix string) string { return objectKey(prefix, rec.Host, rec.Instance, rec.Kind, name) }
-		return nil, errors.Join(r.archive(ctx, rec, kf, targets, key), refused)
+		return nil, r.quorum(ctx, rec, errors.Join(r.archive(ctx, rec, kf, targets, key), refused))
 	}()
 	return r.finish(rec, runErr, destErr)
 }
@@ -208,6 +221,9 @@ func (r *Runner) archive(ctx context.Context, rec *receipt.Receipt, kf *keyFile,
 		keys[i] = key(r.destConfig(t.name).Prefix)
 		wg.Go(func() {
 			results[i], errs[i] = copyAndProve(ctx, t, keys[i], kf)
+			if errs[i] == nil && kf.sealed != nil {
+				results[i], errs[i] = proveSealed(ctx, t, keys[i], kf.sealed, results[i])
+			}
 			r.logDestination(ctx, results[i])
 		})
 	}

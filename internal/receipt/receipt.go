@@ -51,6 +51,51 @@ type Receipt struct {
 	// (the file and destinations then describe that copy and where it was
 	// proven). Extension of DESIGN.md; absent for backup and archive.
 	Restore *Restore `json:"restore,omitempty"`
+	// Password says how the key file's password is kept (backup only).
+	// Extension.
+	Password *Password `json:"password,omitempty"`
+	// Quorum is set when `require` lets the run succeed with fewer than
+	// every destination. Extension.
+	Quorum *Quorum `json:"quorum,omitempty"`
+}
+
+// Password modes.
+const (
+	// PasswordStatic: the configured password (password_env/password_file)
+	// encrypts the key file; whoever holds it opens every copy.
+	PasswordStatic = "static"
+	// PasswordSealed: a fresh random password encrypts this key file; it is
+	// stored beside each copy, sealed to Recipients (age).
+	PasswordSealed = "sealed"
+)
+
+// Password is how the key file's password is kept.
+type Password struct {
+	Mode string `json:"mode"`
+	// Recipients are the age public keys the sealed password opens with.
+	Recipients []string `json:"recipients,omitempty"`
+}
+
+// Quorum is the run's success rule when not every destination must verify.
+type Quorum struct {
+	// Require is how many destinations had to hold a proven copy.
+	Require int `json:"require"`
+	// Verified is how many did.
+	Verified int `json:"verified"`
+	// Destinations is how many are configured.
+	Destinations int `json:"destinations"`
+	// Met: Verified >= Require and every required destination verified.
+	Met bool `json:"met"`
+}
+
+// Sidecar is a file stored and proven beside a copy (the sealed password).
+type Sidecar struct {
+	Location  string     `json:"location"`
+	VersionID string     `json:"version_id"`
+	SHA256    string     `json:"sha256"`
+	Bytes     int64      `json:"bytes"`
+	Retention *Retention `json:"retention"`
+	ReadBack  bool       `json:"read_back"`
 }
 
 // Restore is the outcome of restore or drill.
@@ -97,6 +142,9 @@ type Destination struct {
 	Error     *Error     `json:"error,omitempty"`
 	// Checks are the preflight facts behind the status. Extension.
 	Checks []Check `json:"checks,omitempty"`
+	// SealedPassword is the sealed password stored and proven beside this
+	// copy (backup.seal_to). Extension.
+	SealedPassword *Sidecar `json:"sealed_password,omitempty"`
 }
 
 // Retention as read back from the service.

@@ -1,0 +1,163 @@
+package escrow
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/keyescrow/keyescrow/internal/exitcode"
+	"github.com/keyescrow/keyescrow/internal/receipt"
+	"github.com/keyescrow/keyescrow/internal/sealed"
+	"github.com/keyescrow/keyescrow/internal/secret"
+)
+
+// sealedSuffix ends the key of the sealed password stored beside a copy.
+const sealedSuffix = ".password.age"
+
+// sealedKey is the key of the sealed password stored beside a copy.
+func sealedKey(key string) string { return key + sealedSuffix }
+
+// sealing reports whether backups use a fresh sealed password (seal_to).
+func (r *Runner) sealing() bool { return len(r.Config.Backup.SealTo) > 0 }
+
+// backupPassword is the password for this run's export: the configured one,
+// or with seal_to a fresh random one that exists only in memory until it
+// is sealed.
+func (r *Runner) backupPassword(rec *receipt.Receipt) (secret.Value, error) {
+	if !r.sealing() {
+		rec.Password = &receipt.Password{Mode: receipt.PasswordStatic}
+		return r.Password, nil
+	}
+	rec.Password = &receipt.Password{Mode: receipt.PasswordSealed, Recipients: r.Config.Backup.SealTo}
+	pw, err := sealed.NewPassword()
+	if err != nil {
+		return secret.Value{}, exitcode.Wrap(exitcode.Internal, err)
+	}
+	return pw, nil
+}
+
+// seal attaches to kf its password sealed to the configured recipients, so
+// that every destination stores and proves it beside the copy.
+func (r *Runner) seal(kf *keyFile, name string, pw secret.Value) error {
+	if !r.sealing() {
+		return nil
+	}
+	rcpts, err := sealed.ParseRecipients(r.Config.Backup.SealTo)
+	if err != nil {
+		return exitcode.Wrap(exitcode.Usage, fmt.Errorf("backup.seal_to: %w", err))
+	}
+	blob, err := sealed.Seal(pw, sealed.Copy{Name: name, Bytes: int64(len(kf.data)), SHA256: hex.EncodeToString(kf.sha256[:])}, rcpts)
+	if err != nil {
+		return exitcode.Wrap(exitcode.Internal, err)
+	}
+	kf.sealed = newKeyFile("", blob)
+	return nil
+}
+
+// proveSealed stores the sealed password beside the proven copy at key and
+// proves it the same way (create-only, locked, checksum and bytes read
+// back). The copy counts only when both are proven.
+func proveSealed(ctx context.Context, t target, key string, sf *keyFile, d receipt.Destination) (receipt.Destination, error) {
+	sd, err := copyAndProve(ctx, t, sealedKey(key), sf)
+	d.SealedPassword = &receipt.Sidecar{
+		Location: sd.Location, VersionID: sd.VersionID, SHA256: sd.Checksum.Local,
+		Bytes: int64(len(sf.data)), Retention: sd.Retention, ReadBack: sd.ReadBack,
+	}
+	if err != nil {
+		return fail(d, exitcode.Wrap(exitcode.Code(err), fmt.Errorf("the key copy is verified, but its sealed password is not: %w", err)))
+	}
+	return d, nil
+}
+
+// openSealed fetches the sealed password stored beside a verified copy,
+// proves it against the copy's receipt and opens it with r.Identities.
+// sealedMode is false when the copy's password is not sealed (a static
+// password or an archive of a file made elsewhere).
+func (r *Runner) openSealed(ctx context.Context, c Copy, cc *CheckedCopy) (pw secret.Value, sealedMode bool, err error) {
+	rec := cc.rec
+	if rec == nil || rec.Password == nil || rec.Password.Mode != receipt.PasswordSealed {
+		return secret.Value{}, false, nil
+	}
+	var side *receipt.Sidecar
+	for _, d := range rec.Destinations {
+		if d.Name == c.Destination && d.SealedPassword != nil {
+			side = d.SealedPassword
+		}
+	}
+	if side == nil {
+		return secret.Value{}, true, exitcode.Wrap(exitcode.Verify, fmt.Errorf("%s: the receipt of %s says its password is sealed but names no sealed password at this destination", c.Destination, c.Location))
+	}
+	if len(r.Identities) == 0 {
+		return secret.Value{}, true, exitcode.Wrap(exitcode.Usage, fmt.Errorf("the password of %s is sealed to %s: pass --identity FILE (or set KEYESCROW_IDENTITY_FILE) with the age identity of one of them", c.Location, strings.Join(rec.Password.Recipients, ", ")))
+	}
+	var dest *Destination
+	for i := range r.Destinations {
+		if r.Destinations[i].Config.Name == c.Destination {
+			dest = &r.Destinations[i]
+		}
+	}
+	if dest == nil {
+		return secret.Value{}, true, exitcode.Wrap(exitcode.Internal, fmt.Errorf("destination %s is not configured", c.Destination))
+	}
+	t := target{name: dest.Config.Name, backend: dest.Backend}
+	key := sealedKey(c.Key)
+	blob, err := download(ctx, dest.Backend, key, side.VersionID, sealed.MaxSize)
+	if err != nil {
+		return secret.Value{}, true, transferError("read the sealed password", t, key, err)
+	}
+	if sum := sha256.Sum256(blob); hex.EncodeToString(sum[:]) != side.SHA256 {
+		return secret.Value{}, true, verifyError(t, fmt.Sprintf("the sealed password %s (version %q) has SHA-256 %x, its receipt records %s", dest.Backend.Location(key), side.VersionID, sum, side.SHA256))
+	}
+	pw, _, err = sealed.Open(blob, sealed.Copy{Name: c.Name, Bytes: cc.Bytes, SHA256: cc.Checksum.Local}, r.Identities)
+	switch {
+	case errors.Is(err, sealed.ErrNoIdentity):
+		return secret.Value{}, true, exitcode.Wrap(exitcode.Usage, fmt.Errorf("%w: the password of %s is sealed to %s; pass the identity of one of them", err, c.Location, strings.Join(rec.Password.Recipients, ", ")))
+	case err != nil:
+		return secret.Value{}, true, verifyError(t, fmt.Sprintf("the sealed password of %s: %v", c.Location, err))
+	}
+	r.Log.InfoContext(ctx, "opened the sealed password", "destination", c.Destination, "location", dest.Backend.Location(key), "version_id", side.VersionID)
+	return pw, true, nil
+}
+
+// quorum decides a write run whose destinations did not all verify: with
+// `require` below the number of destinations, the run succeeds when at
+// least that many hold a proven copy and every `required` one does; the
+// failures stay in the receipt and the log. destErr is returned unchanged
+// when the quorum is not met (or not configured).
+func (r *Runner) quorum(ctx context.Context, rec *receipt.Receipt, destErr error) error {
+	need := r.Config.Require
+	if need == 0 {
+		return destErr
+	}
+	q := &receipt.Quorum{Require: need, Destinations: len(r.Destinations)}
+	verified := map[string]bool{}
+	for _, d := range rec.Destinations {
+		if d.Status == receipt.DestVerified {
+			verified[d.Name] = true
+		}
+	}
+	q.Verified = len(verified)
+	q.Met = q.Verified >= need
+	var missingRequired []string
+	for _, d := range r.Destinations {
+		if d.Config.Required && !verified[d.Config.Name] {
+			missingRequired = append(missingRequired, d.Config.Name)
+			q.Met = false
+		}
+	}
+	rec.Quorum = q
+	if destErr == nil {
+		return nil
+	}
+	if !q.Met {
+		if len(missingRequired) > 0 {
+			r.Log.ErrorContext(ctx, "a required destination holds no proven copy", "destinations", strings.Join(missingRequired, ", "))
+		}
+		return destErr
+	}
+	r.Log.WarnContext(ctx, "quorum met: the run succeeds without every destination", "verified", q.Verified, "require", need, "destinations", q.Destinations, "failures", destErr.Error())
+	return nil
+}
