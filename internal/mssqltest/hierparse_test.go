@@ -95,7 +95,7 @@ func TestParseHierarchyStatementsAcceptsTheDocumentedVariants(t *testing.T) {
 		for sql, want := range map[string][2]string{
 			"SELECT name FROM sys.databases": {"", "databases"},
 			"select k.key_guid from [H]]R].sys.symmetric_keys as k where k.name = N'x' and symmetric_key_id = 101": {"H]R", "symmetric_keys"},
-			"SELECT name AS n FROM Sales.sys.certificates ORDER BY name DESC, certificate_id":                         {"Sales", "certificates"},
+			"SELECT name AS n FROM Sales.sys.certificates ORDER BY name DESC, certificate_id":                      {"Sales", "certificates"},
 			"SELECT database_id FROM master.sys.dm_database_encryption_keys;":                                      {"master", "dm_database_encryption_keys"},
 		} {
 			q, err := ParseCatalogQuery(sql)
