@@ -214,7 +214,12 @@ var (
 	colVarBin   = func(n string, l int) column { return column{name: n, kind: colVarBinary, varbinLen: l} }
 )
 
-// errors of reading a database's catalog.
+// Errors of reaching a database, with their sys.messages texts (Microsoft
+// Learn, "Database engine events and errors 0 to 999"): 911 a database
+// that does not exist (USE), 916 a login the database does not admit
+// (severity 14), 942 an offline database (14). A three-part name of a
+// missing database is Msg 208 "Invalid object name" (unconfirmed), an
+// unknown column 207.
 func dbMissing(name string) Error {
 	return Error{Number: 911, State: 1, Class: 16, Message: fmt.Sprintf("Database '%s' does not exist. Make sure that the name is entered correctly.", name)}
 }

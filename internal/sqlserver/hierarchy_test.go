@@ -260,6 +260,25 @@ func TestRestoreDatabaseMasterKey(t *testing.T) {
 	if err := c.BackupDatabaseMasterKey(ctx, "H]R", filepath.Join(dir, "again.key"), secret.New(fileKeyPW), newPW); err != nil {
 		t.Fatalf("the new password does not open the restored key: %v", err)
 	}
+
+	// FORCE over a key that does not open goes through and loses the
+	// private keys only that key protected.
+	forced := hierarchyStandin(t, "")
+	fc := open(t, forced.DSN(testUser, testLoginPW, nil))
+	if err := fc.RestoreDatabaseMasterKey(ctx, "H]R", file, secret.New(fileKeyPW), newPW, secret.Value{}, true); err != nil {
+		t.Fatalf("FORCE: %v", err)
+	}
+	h, err := fc.Inventory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]string{}
+	for _, ct := range h.Find("H]R").Certificates {
+		keys[ct.Name] = ct.PrivateKey
+	}
+	if keys["HRCert"] != KeyNone || keys["HR Pw'Cert"] != KeyByPassword {
+		t.Errorf("after FORCE: %v, want HRCert's key lost and the password-protected one kept", keys)
+	}
 }
 
 func TestCertificateBackupAndRestoreByVersion(t *testing.T) {
