@@ -44,7 +44,7 @@ func hierarchyStandin(t *testing.T, version string) *mssqltest.Server {
 				{Name: "HRCert"}, {Name: "HR Pw'Cert", PrivateKey: mssqltest.ByPassword, Password: pwCertPW}, {Name: "HRPublic", PrivateKey: mssqltest.NoPrivateKey},
 			}},
 			{Name: "Archive", Offline: true},
-			{Name: "Empty"},
+			{Name: "Emp'ty"},
 		},
 	})
 }
@@ -61,8 +61,11 @@ func TestInventoryReadsTheWholeHierarchy(t *testing.T) {
 	var names []string
 	for _, d := range h.Databases {
 		names = append(names, d.Name)
+		if d.Name != "Archive" && d.Problem != "" {
+			t.Errorf("%s: %s", d.Name, d.Problem)
+		}
 	}
-	if strings.Join(names, ",") != "Archive,Empty,H]R,master,model,msdb,Sales,tempdb" {
+	if strings.Join(names, ",") != "Archive,Emp'ty,H]R,master,model,msdb,Sales,tempdb" {
 		t.Fatalf("databases %v", names)
 	}
 	t.Run("master key GUIDs and protection", func(t *testing.T) {
@@ -73,7 +76,7 @@ func TestInventoryReadsTheWholeHierarchy(t *testing.T) {
 				t.Errorf("%s: %+v, want GUID %s SMK %v", db, mk, want.GUID, smk)
 			}
 		}
-		if h.Find("Empty").MasterKey != nil {
+		if h.Find("Emp'ty").MasterKey != nil {
 			t.Error("Empty has a master key")
 		}
 	})
@@ -208,7 +211,7 @@ func TestBackupDatabaseMasterKey(t *testing.T) {
 		number         int32
 		want           string
 	}{
-		{"no master key is 15151", "Empty", "d.key", ErrNumObjectNotFound, "has no master key"},
+		{"no master key is 15151", "Emp'ty", "d.key", ErrNumObjectNotFound, "has no master key"},
 		{"a missing database is 911", "Nope", "e.key", ErrNumDatabaseMissing, "no database of that name"},
 		{"an offline database is 942", "Archive", "f.key", ErrNumDatabaseOffline, "offline"},
 		{"an existing file is 15240", "Sales", "sales.key", ErrNumCannotWriteFile, "new file name"},
