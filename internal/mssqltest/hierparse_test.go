@@ -129,3 +129,29 @@ func classifyAndParse(sql string) (any, error) {
 	}
 	return nil, nil
 }
+
+// FuzzHierarchyParsersNeverPanic feeds arbitrary text to every parser of
+// the hierarchy: a malformed batch must be an error, never a crash of the
+// stand-in.
+func FuzzHierarchyParsersNeverPanic(f *testing.F) {
+	for _, s := range []string{
+		"USE [H]]R]",
+		"BACKUP CERTIFICATE c TO FILE = N'x' WITH FORMAT = 'PFX', PRIVATE KEY (ENCRYPTION BY PASSWORD = N'e', ALGORITHM = 'AES_256')",
+		"CREATE CERTIFICATE c FROM FILE = N'x' WITH PRIVATE KEY (FILE = N'k', DECRYPTION BY PASSWORD = N'd'",
+		"RESTORE MASTER KEY FROM FILE = N'p' DECRYPTION BY PASSWORD = N'd' ENCRYPTION BY PASSWORD = N'e' FORCE",
+		"SELECT k.name AS [n] FROM [a].sys.certificates k WHERE name = N'x' AND certificate_id = 1 ORDER BY name DESC",
+		"SELECT name FROM a..",
+		"SELECT , FROM",
+		"OPEN MASTER KEY DECRYPTION BY PASSWORD =",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, sql string) {
+		_, _ = classifyAndParse(sql)
+		_, _ = ParseUse(sql)
+		_ = parseCloseMasterKey(sql)
+		_, _ = ParseCatalogQuery(sql)
+		_, _ = ParseBackupCertificate(sql)
+		_, _ = ParseCreateCertificate(sql)
+	})
+}

@@ -392,3 +392,30 @@ func TestCertificateErrorsSayWhatToDo(t *testing.T) {
 		}
 	})
 }
+
+// TestInventoryOnEveryTarget reads the hierarchy of the stand-in and, when
+// KEYESCROW_TEST_SQLSERVER_DSN is set, of a real SQL Server too (read-only:
+// catalog views only).
+func TestInventoryOnEveryTarget(t *testing.T) {
+	for _, tg := range targets(t) {
+		t.Run(tg.name, func(t *testing.T) {
+			h, err := open(t, tg.dsn).Inventory(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.MajorVersion < 11 || h.Find("master") == nil || h.Find("tempdb") == nil {
+				t.Fatalf("version %d, databases %+v", h.MajorVersion, h.Databases)
+			}
+			for _, d := range h.Databases {
+				for _, c := range d.Certificates {
+					if len(c.Thumbprint) == 0 || c.PrivateKey == "" {
+						t.Errorf("%s.%s: %+v", d.Name, c.Name, c)
+					}
+				}
+				if d.Encryption != nil && d.Encryption.Certificate == "" && d.Name != "tempdb" && d.Encryption.Type == "CERTIFICATE" {
+					t.Errorf("%s is encrypted by a certificate that is not in master's inventory", d.Name)
+				}
+			}
+		})
+	}
+}
