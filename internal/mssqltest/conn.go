@@ -24,8 +24,9 @@ type conn struct {
 	shortRead int
 	// db is the session's current database (USE); open holds the database
 	// master keys opened with OPEN MASTER KEY in this session, by database.
-	db   string
-	open map[*dbState]*mkState
+	db      string
+	loginDB string
+	open    map[*dbState]*mkState
 }
 
 const handshakeTimeout = 30 * time.Second

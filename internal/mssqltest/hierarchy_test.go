@@ -626,3 +626,22 @@ func TestCreateCertificateFromFile(t *testing.T) {
 		}
 	})
 }
+
+// TestAPooledConnectionStartsAfreshInItsLoginDatabase: database/sql resets
+// a pooled connection before reusing it, and the stand-in forgets USE (and
+// any opened master key) then. The agent keeps one connection for a whole
+// per-database operation for this reason.
+func TestAPooledConnectionStartsAfreshInItsLoginDatabase(t *testing.T) {
+	srv := startServer(t, hierarchyConfig())
+	db := mustDB(t, srv, adminUser, adminPass)
+	db.SetMaxOpenConns(1)
+	if err := runBatch(t, db, "USE [H]]R]"); err != nil {
+		t.Fatal(err)
+	}
+	// The same (only) connection, reset before this batch: back in
+	// master, where the unqualified view has the service master key's row.
+	var name string
+	if err := db.QueryRowContext(context.Background(), "SELECT name FROM sys.symmetric_keys WHERE name = N'##MS_ServiceMasterKey##'").Scan(&name); err != nil {
+		t.Fatalf("not back in master after the reset: %v", err)
+	}
+}
