@@ -86,11 +86,7 @@ func newEnv(t *testing.T, cfg mssqltest.Config) *env {
 		cfg.ServerName = `SQLHOST01\INST1`
 		cfg.InstanceName = "INST1"
 	}
-	srv, err := mssqltest.NewServer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
+	srv := newStandin(t, cfg)
 	root := t.TempDir()
 	e := &env{t: t, srv: srv, root: root,
 		keyDir: filepath.Join(root, "keys it's"), usbDir: filepath.Join(root, "usb"),
@@ -189,8 +185,8 @@ func (e *env) assertNoSecrets(r result) {
 	}
 }
 
-// receipt is the contract of DESIGN.md ("Receipt") plus the README's
-// extensions (exit_code, error, destinations[].checks, server_file,
+// receipt is every field docs/receipt.md lists, the extensions
+// included (exit_code, error, destinations[].checks, server_file,
 // restore, password, quorum, destinations[].sealed_password).
 // parseReceipt refuses any other field, so a field added without updating
 // the contract fails the black-box tests.
@@ -273,6 +269,10 @@ type receipt struct {
 		Server  string `json:"server"`
 		Force   bool   `json:"force"`
 		Drill   bool   `json:"drill"`
+		// Authenticated: the copy's receipt is signed by a pinned key.
+		Authenticated bool      `json:"receipt_authenticated"`
+		KeyID         string    `json:"key_id"`
+		Skipped       []skipped `json:"skipped"`
 	} `json:"restore"`
 	Error *struct {
 		Code    int    `json:"code"`
@@ -292,6 +292,46 @@ func parseReceipt(t *testing.T, stdout string) receipt {
 	}
 	if dec.More() {
 		t.Fatalf("stdout holds more than one JSON document:\n%s", stdout)
+	}
+	return r
+}
+
+// skipped is a copy restore or verify did not count, and why.
+type skipped struct {
+	Destination string `json:"destination"`
+	Location    string `json:"location"`
+	VersionID   string `json:"version_id"`
+	RunID       string `json:"run_id"`
+	Reason      string `json:"reason"`
+	Message     string `json:"message"`
+	Evidence    bool   `json:"evidence"`
+}
+
+// storedReceipt is the receipt stored beside each copy: the receipt's
+// fields without exit_code (it never knows how the run ends), status
+// "proven", a scope sentence, and a signature when signing is configured.
+type storedReceipt struct {
+	receipt
+	Scope     string `json:"scope"`
+	Signature *struct {
+		Alg   string `json:"alg"`
+		KeyID string `json:"key_id"`
+		Value string `json:"value"`
+	} `json:"signature"`
+}
+
+// parseStored decodes a stored receipt strictly and checks it claims no
+// more than it can: status proven, no exit code.
+func parseStored(t *testing.T, doc string) storedReceipt {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(doc))
+	dec.DisallowUnknownFields()
+	var r storedReceipt
+	if err := dec.Decode(&r); err != nil {
+		t.Fatalf("not one stored receipt: %v\n%s", err, doc)
+	}
+	if r.Status != "proven" || strings.Contains(doc, `"exit_code"`) || strings.Contains(doc, `"status": "ok"`) {
+		t.Fatalf("the stored receipt claims more than was proven when it was written:\n%s", doc)
 	}
 	return r
 }
@@ -370,7 +410,7 @@ func backupAndCheckTheCopy(t *testing.T, e *env) (receipt, []byte) {
 		t.Errorf("archived copy mode %v, want 0400", fi.Mode().Perm())
 	}
 	stored2, err := os.ReadFile(d.Location + ".receipt.json")
-	if err != nil || parseReceipt(t, string(stored2)).Status != "ok" {
+	if err != nil || parseStored(t, string(stored2)).Status != "proven" {
 		t.Fatalf("stored receipt: %v %s", err, stored2)
 	}
 	localDir := e.keyDir

@@ -13,6 +13,7 @@ import (
 
 	"github.com/keyescrow/keyescrow/internal/testsrv"
 	"github.com/keyescrow/keyescrow/internal/testsrv/s3srv"
+	"github.com/keyescrow/keyescrow/internal/testutil"
 )
 
 // listDoc is `keyescrow list --json`: the README's contract, strictly.
@@ -40,6 +41,9 @@ type listDoc struct {
 			Until time.Time `json:"until"`
 		} `json:"retention"`
 		RetentionInForce bool   `json:"retention_in_force"`
+		Authenticated    bool   `json:"authenticated"`
+		KeyID            string `json:"key_id"`
+		RunID            string `json:"run_id"`
 		Note             string `json:"note"`
 	} `json:"copies"`
 	Destinations []struct {
@@ -53,9 +57,10 @@ type listDoc struct {
 			Message string `json:"message"`
 		} `json:"error"`
 	} `json:"destinations"`
-	Status   string `json:"status"`
-	ExitCode int    `json:"exit_code"`
-	Error    *struct {
+	ReceiptsAuthenticated bool   `json:"receipts_authenticated"`
+	Status                string `json:"status"`
+	ExitCode              int    `json:"exit_code"`
+	Error                 *struct {
 		Code    int    `json:"code"`
 		Message string `json:"message"`
 	} `json:"error"`
@@ -108,8 +113,12 @@ type auditDoc struct {
 					Code    int    `json:"code"`
 					Message string `json:"message"`
 				} `json:"error"`
+				RunID         string `json:"run_id"`
+				Authenticated bool   `json:"authenticated"`
+				KeyID         string `json:"key_id"`
 			} `json:"checked"`
-			Warnings []string `json:"warnings"`
+			Skipped  []skipped `json:"skipped"`
+			Warnings []string  `json:"warnings"`
 			Error    *struct {
 				Code    int    `json:"code"`
 				Message string `json:"message"`
@@ -124,7 +133,8 @@ type auditDoc struct {
 		Code    int    `json:"code"`
 		Message string `json:"message"`
 	} `json:"error"`
-	ExitCode int `json:"exit_code"`
+	ReceiptsAuthenticated bool `json:"receipts_authenticated"`
+	ExitCode              int  `json:"exit_code"`
 }
 
 // decodeStrict parses stdout as exactly one JSON document of v's fields.
@@ -366,7 +376,7 @@ func TestReadCommandsOnRecordedAzure(t *testing.T) {
 func TestReadCommandsWithWrongCredentials(t *testing.T) {
 	srv := s3srv.Start(t, s3srv.VersityGW, s3Region)
 	e := newS3Env(t, srv, lockBucket())
-	wrong := "Wr0ng" + randHex(16)
+	wrong := "Wr0ng" + testutil.RandHex(16)
 	e.vars["AWS_SECRET_ACCESS_KEY"] = wrong
 	e.secrets = append(e.secrets, wrong)
 

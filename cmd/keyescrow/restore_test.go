@@ -17,12 +17,7 @@ func newStandin(t *testing.T, cfg mssqltest.Config) *mssqltest.Server {
 	if cfg.Logins == nil {
 		cfg.Logins = []mssqltest.Login{{User: loginUser, Password: loginPW, ControlServer: true}}
 	}
-	srv, err := mssqltest.NewServer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	return srv
+	return mssqltest.Start(t, cfg)
 }
 
 // TestFromADeadServerToARestoredKeyInTwoCommands is the issue's "done

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/keyescrow/keyescrow/internal/mssqltest"
-	"github.com/keyescrow/keyescrow/internal/storage/storagetest"
+	"github.com/keyescrow/keyescrow/internal/testutil"
 )
 
 // wine runs the Windows build of keyescrow under Debian's Wine: a
@@ -40,7 +40,7 @@ func newWine(t *testing.T) *wine {
 	}
 	gcc, gccErr := exec.LookPath("x86_64-w64-mingw32-gcc")
 	if loader == "" || gccErr != nil {
-		storagetest.Skip(t, "Wine or mingw is not installed (make test installs wine64 and gcc-mingw-w64-x86-64-win32)")
+		testutil.Skip(t, "Wine or mingw is not installed (make test installs wine64 and gcc-mingw-w64-x86-64-win32)")
 	}
 	dir := t.TempDir()
 	w := &wine{t: t, loader: loader, prefix: filepath.Join(dir, "prefix"), exe: filepath.Join(dir, "keyescrow.exe")}
@@ -122,15 +122,10 @@ func TestWindowsBuildUnderWine(t *testing.T) {
 		t.Fatalf("version: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
-	srv, err := mssqltest.NewServer(mssqltest.Config{
-		Logins:     []mssqltest.Login{{User: loginUser, Password: loginPW, ControlServer: true}},
+	srv := newStandin(t, mssqltest.Config{
 		ServerName: `WINHOST01\INST1`, InstanceName: "INST1",
 		Encryption: mssqltest.EncryptNotSupported,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
 	keys := filepath.Join(t.TempDir(), "keys it's")
 	if err := os.MkdirAll(keys, 0o700); err != nil {
 		t.Fatal(err)

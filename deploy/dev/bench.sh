@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The performance benchmark (README "Performance"): `make bench`. Run by
+# The performance benchmark (docs/performance.md): `make bench`. Run by
 # hand, never by `make test` or CI. On a fresh Debian machine it installs
 # what it needs, only when missing (hyperfine, awscli, rclone, GNU time,
 # curl, python3; versitygw and MinIO pinned via s3-servers.sh, Azurite via

@@ -4,10 +4,18 @@
 # HTTPS in region eu-central-1 with an Object Lock bucket, starts the
 # stand-in, runs `keyescrow backup` to two destinations (S3 with Object Lock,
 # and a folder), prints the receipt, proves the copies' SHA-256 equal the
-# receipt's, and stops both servers by their PIDs. Secrets are random and
-# travel only in environment variables.
+# receipt's, runs verify and restore, and stops both servers by their PIDs.
+# Secrets are random and travel only in environment variables; the
+# temporary folder (which holds the servers' keys and the key file) is
+# removed at the end unless DEMO_KEEP=1.
+#
+# Time: the first run on a fresh machine downloads the Go modules and builds
+# versitygw and keyescrow's SDKs from source (about 4 minutes on 2 idle
+# cores); later runs take about 5 seconds (4.6 s measured, warm).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+start_time=$(date +%s)
+echo "== keyescrow demo: about 4 minutes the first time on 2 cores (downloading modules, building versitygw and the SDKs), about 5 seconds after that"
 
 need=()
 command -v curl >/dev/null || need+=(curl ca-certificates)
@@ -16,22 +24,30 @@ if [ ${#need[@]} -gt 0 ]; then
   SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-bash deploy/dev/s3-servers.sh install
+bash deploy/dev/s3-servers.sh install versitygw   # the demo needs no MinIO
 
 bin=.tools/bin
 mkdir -p "$bin"
-CGO_ENABLED=0 go build -trimpath -o "$bin/keyescrow" ./cmd/keyescrow  # as released: no cgo
+make --no-print-directory build   # keyescrow as released (no cgo), version and commit stamped
+"$bin/keyescrow" version
 go build -trimpath -o "$bin/mssql-standin" ./cmd/mssql-standin
 go build -trimpath -o "$bin/s3bucket" ./internal/testsrv/s3srv/cmd/s3bucket
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/keyescrow-demo.XXXXXX")
 standin_pid=""
 cleanup() {
+  local rc=$?
   if [ -n "$standin_pid" ]; then
     kill "$standin_pid" 2>/dev/null || true
     wait "$standin_pid" 2>/dev/null || true
   fi
   bash deploy/dev/s3-servers.sh stop "$work/s3" || true
+  if [ "${DEMO_KEEP:-}" = 1 ]; then
+    echo "== kept $work (it holds the demo's S3 keys and key files: remove it when done)"
+  else
+    rm -rf "$work"
+    [ "$rc" -eq 0 ] || echo "== removed $work; run with DEMO_KEEP=1 to keep it for a look"
+  fi
 }
 trap cleanup EXIT INT TERM
 
@@ -101,8 +117,7 @@ got=$(sha256sum "$copy" | cut -d' ' -f1)
 echo "== receipt file.sha256:            $want"
 echo "== sha256sum of the folder copy:   $got"
 [ -n "$want" ] && [ "$want" = "$got" ] || { echo "MISMATCH"; exit 6; }
-s3=$(field '[d for d in r["destinations"] if d["type"] == "s3"][0]')
-echo "== the S3 copy: $s3"
+echo "== the S3 copy: $(field '" ".join(str(d[k]) for d in r["destinations"] if d["type"] == "s3" for k in ("location", "version_id")) + " " + " until ".join(str(v) for d in r["destinations"] if d["type"] == "s3" for v in d["retention"].values())')"
 field 'all(d["status"] == "verified" and d["read_back"] and d["checksum"]["match"] for d in r["destinations"])' | grep -qx True || { echo "not every destination verified"; exit 6; }
 field '[d for d in r["destinations"] if d["type"] == "s3"][0]["retention"]["mode"]' | grep -qx COMPLIANCE || { echo "the S3 copy is not under COMPLIANCE retention"; exit 6; }
 echo "== metrics ($work/keyescrow.prom):"
@@ -117,4 +132,4 @@ echo "== keyescrow restore --host DEMOHOST --destination offsite-s3 --out $work/
 restored=$(sha256sum "$work/restored.key" | cut -d' ' -f1)
 echo "== sha256sum of the restored copy: $restored"
 [ "$restored" = "$want" ] || { echo "the restored copy differs"; exit 6; }
-echo "== both copies verified and locked where the destination can lock, audited, and restored; files are in $work"
+echo "== both copies verified and locked where the destination can lock, audited, and restored ($(( $(date +%s) - start_time )) s)"

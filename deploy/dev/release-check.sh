@@ -31,6 +31,10 @@ cp dist/SHA256SUMS "$log.sums"
 for target in linux_amd64.tar.gz linux_arm64.tar.gz windows_amd64.zip; do
 	ls dist/keyescrow_*_"$target" >/dev/null
 done
+# The README and the messages point at docs/: every page ships with them.
+for page in README.md docs/README.md docs/configuration.md docs/exit-codes.md; do
+	tar -tzf dist/keyescrow_*_linux_amd64.tar.gz | grep -qx "$page" || { echo "the archive lacks $page" >&2; exit 1; }
+done
 version=$(tar -xzOf dist/keyescrow_*_linux_amd64.tar.gz keyescrow >"$log.bin" && chmod +x "$log.bin" && "$log.bin" version)
 echo "snapshot binary: $version"
 case "$version" in *snapshot*) ;; *) echo "the snapshot binary does not carry the snapshot version" >&2; exit 1 ;; esac

@@ -2,9 +2,10 @@
 # The S3-compatible servers the tests and the demo run against, pinned:
 #   versitygw v1.8.0 (Apache-2.0) and MinIO (AGPL; a test tool, never linked).
 #
-#   deploy/dev/s3-servers.sh install
-#       go install both into .tools/bin (skipped when the pinned version is
-#       there already; about 1.5 and 3 minutes cold).
+#   deploy/dev/s3-servers.sh install [versitygw] [minio]
+#       go install the named ones (default: both) into .tools/bin (skipped
+#       when the pinned version is there already; about 1.5 and 3 minutes
+#       cold). The demo installs versitygw only.
 #   deploy/dev/s3-servers.sh start versitygw|minio DIR [REGION]
 #       start one on a free 127.0.0.1 port over HTTPS with a throw-away
 #       certificate (DIR/certs/ca.pem) in REGION (default eu-central-1);
@@ -108,10 +109,17 @@ stop() { # dir
 case "${1:-}" in
   install)
     mkdir -p "$BIN"
-    install_one versitygw "$VERSITYGW_MOD" github.com/versity/versitygw "$VERSITYGW_VERSION"
-    install_one minio "$MINIO_MOD" "$MINIO_MOD" "$MINIO_VERSION"
+    shift
+    [ $# -gt 0 ] || set -- versitygw minio
+    for name in "$@"; do
+      case "$name" in
+        versitygw) install_one versitygw "$VERSITYGW_MOD" github.com/versity/versitygw "$VERSITYGW_VERSION" ;;
+        minio) install_one minio "$MINIO_MOD" "$MINIO_MOD" "$MINIO_VERSION" ;;
+        *) echo "unknown server $name: use versitygw or minio" >&2; exit 2 ;;
+      esac
+    done
     ;;
   start) [ $# -ge 3 ] || { echo "usage: $0 start versitygw|minio DIR [REGION]" >&2; exit 2; }; start "$2" "$3" "${4:-}" ;;
   stop) [ $# -eq 2 ] || { echo "usage: $0 stop DIR" >&2; exit 2; }; stop "$2" ;;
-  *) echo "usage: $0 install | start versitygw|minio DIR [REGION] | stop DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 install [versitygw] [minio] | start versitygw|minio DIR [REGION] | stop DIR" >&2; exit 2 ;;
 esac

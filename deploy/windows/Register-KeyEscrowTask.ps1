@@ -14,7 +14,7 @@
     group managed service account (gMSA, e.g. CORP\keyescrow$), which needs
     "Log on as a batch job" and no stored password.
   Secrets are never parameters: write them afterwards from standard input
-  (see the README). Use -WhatIf to print every action without doing it.
+  (see docs/operations.md). Use -WhatIf to print every action without doing it.
 
 .EXAMPLE
   .\Register-KeyEscrowTask.ps1 -Binary .\keyescrow.exe -Account SYSTEM -WhatIf

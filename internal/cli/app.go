@@ -51,6 +51,7 @@ func (a *App) commands() []command {
 		{name: "backup", summary: "export the service master key and archive it to every destination", usage: "keyescrow backup [flags]", run: a.runBackup},
 		{name: "archive", summary: "archive an existing key file to every destination", usage: "keyescrow archive [--host NAME] [--instance NAME] FILE", run: a.runArchive},
 		{name: "check", summary: "preflight only: SQL Server and every destination, writing nothing", usage: "keyescrow check [flags]", run: a.runCheck},
+		{name: "init-key", summary: "create a receipt signing key: the private half to --out (owner-only), the public half on stdout to pin", usage: "keyescrow init-key --out FILE [--json]", run: a.runInitKey},
 		{name: "new-identity", summary: "make an age identity that opens sealed passwords (public key to stdout)", usage: "keyescrow new-identity --out FILE", run: a.runNewIdentity},
 		{name: "version", summary: "print version, commit and Go version", usage: "keyescrow version", run: a.runVersion},
 		{name: "list", summary: "list the archived copies at each destination, newest first", usage: "keyescrow list [--destination NAME] [--host NAME] [--instance NAME] [--limit N] [--json]", run: a.runList},

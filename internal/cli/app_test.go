@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -99,5 +100,31 @@ func TestArchiveInProcessWithConfigFromTheEnvironmentAlone(t *testing.T) {
 		if !json.Valid([]byte(line)) {
 			t.Errorf("--log-format json wrote a line that is not JSON: %q", line)
 		}
+	}
+}
+
+func TestEveryValueFlagBeforeTheCommandIsSkippedWithItsValue(t *testing.T) {
+	a, _, _ := testApp(nil)
+	vf := a.valueFlags()
+	for _, name := range []string{"config", "set", "out", "host", "identity", "password-out", "version-id"} {
+		if !vf[name] {
+			t.Errorf("--%s takes a value but is not known as one", name)
+		}
+	}
+	for _, name := range []string{"json", "apply", "force", "all-hosts", "no-receipts"} {
+		if vf[name] {
+			t.Errorf("--%s is a switch but is taken as a value flag", name)
+		}
+	}
+	for _, c := range a.commands() {
+		(&invocation{}).flagSet(c.name).VisitAll(func(f *flag.Flag) {
+			if !vf[f.Name] {
+				return
+			}
+			name, _, err := splitCommand([]string{"--" + f.Name, "value", c.name}, vf)
+			if err != nil || name != c.name {
+				t.Errorf("--%s value %s: command %q (%v)", f.Name, c.name, name, err)
+			}
+		})
 	}
 }

@@ -27,6 +27,9 @@ func (a *App) runBackup(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return inv.failEarly(err)
 	}
+	if r.Signer, err = inv.writeSigner(cfg, r.Trust); err != nil {
+		return inv.failEarly(err)
+	}
 	r.Password = pw
 	r.ConnectSQL = inv.connectSQL(dsn)
 	rec, err := r.Backup(ctx)
@@ -41,8 +44,11 @@ func (a *App) runArchive(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return inv.failEarly(exitcode.Wrap(exitcode.Usage, err))
 	}
-	_, r, err := inv.setup()
+	cfg, r, err := inv.setup()
 	if err != nil {
+		return inv.failEarly(err)
+	}
+	if r.Signer, err = inv.writeSigner(cfg, r.Trust); err != nil {
 		return inv.failEarly(err)
 	}
 	r.Hostname = inv.defaultHost()

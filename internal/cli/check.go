@@ -11,18 +11,36 @@ import (
 	"github.com/keyescrow/keyescrow/internal/escrow"
 	"github.com/keyescrow/keyescrow/internal/exitcode"
 	"github.com/keyescrow/keyescrow/internal/receipt"
+	"github.com/keyescrow/keyescrow/internal/sign"
 )
 
 // checkReport is what `keyescrow check` prints.
 type checkReport struct {
-	Status       string         `json:"status"`
-	Tool         string         `json:"tool"`
-	Version      string         `json:"version"`
-	SQLServer    *sqlCheck      `json:"sqlserver"`
-	Waived       []string       `json:"waived"`
-	Destinations []destCheck    `json:"destinations"`
-	Error        *receipt.Error `json:"error,omitempty"`
-	ExitCode     int            `json:"exit_code"`
+	Status       string      `json:"status"`
+	Tool         string      `json:"tool"`
+	Version      string      `json:"version"`
+	SQLServer    *sqlCheck   `json:"sqlserver"`
+	Waived       []string    `json:"waived"`
+	Destinations []destCheck `json:"destinations"`
+	// Signing: the receipt signing key and the pinned keys (always
+	// present; status "unsigned" when neither is configured).
+	Signing  *signingCheck  `json:"signing"`
+	Error    *receipt.Error `json:"error,omitempty"`
+	ExitCode int            `json:"exit_code"`
+}
+
+// signingCheck is what check proved of signing.key_file and
+// trust.public_keys.
+type signingCheck struct {
+	// Status: ok (the key loads and is pinned), unpinned (signing without
+	// pinned keys: nothing checks the signatures), verify-only (pinned keys,
+	// no signing key: this host only reads), unsigned (neither), failed.
+	Status     string         `json:"status"`
+	KeyID      string         `json:"key_id,omitempty"`
+	PublicKey  string         `json:"public_key,omitempty"`
+	PinnedKeys int            `json:"pinned_keys"`
+	Detail     string         `json:"detail,omitempty"`
+	Error      *receipt.Error `json:"error,omitempty"`
 }
 
 type sqlCheck struct {
@@ -78,6 +96,8 @@ func (a *App) check(ctx context.Context, inv *invocation, rep *checkReport) erro
 	}
 	rep.Waived = append(rep.Waived, cfg.Waive...)
 	var errs []error
+	rep.Signing, err = inv.checkSigning(cfg, len(r.Trust) > 0)
+	errs = append(errs, err)
 	rep.SQLServer, err = inv.checkSQL(ctx, cfg)
 	errs = append(errs, err)
 
@@ -97,6 +117,44 @@ func (a *App) check(ctx context.Context, inv *invocation, rep *checkReport) erro
 		rep.Destinations = append(rep.Destinations, dc)
 	}
 	return errors.Join(errs...)
+}
+
+// checkSigning proves the signing key loads (owner-only, a valid key) and
+// that its public key is pinned; it warns when receipts would be signed but
+// never checked, or neither.
+func (inv *invocation) checkSigning(cfg *config.Config, pinned bool) (*signingCheck, error) {
+	sc := &signingCheck{PinnedKeys: len(cfg.Trust.PublicKeys)}
+	priv, err := inv.readSigningKey(cfg)
+	if err != nil {
+		sc.Status, sc.Error = "failed", &receipt.Error{Code: exitcode.Code(err), Message: err.Error()}
+		return sc, err
+	}
+	trust, _ := trustOf(cfg)
+	switch {
+	case priv == nil && !pinned:
+		sc.Status, sc.Detail = "unsigned", "receipts are stored unsigned and not authenticated: anyone who can write to a destination can add a copy that counts (keyescrow init-key, then signing.key_file and trust.public_keys)"
+		inv.log.Warn(sc.Detail)
+		return sc, nil
+	case priv == nil:
+		sc.Status, sc.Detail = "verify-only", "no signing key: only copies whose receipts a pinned key signed are counted, so backup and archive from this host would store copies that do not count; set signing.key_file on a host that writes"
+		if cfg.SQLServer != nil {
+			inv.log.Warn(sc.Detail)
+		}
+		return sc, nil
+	}
+	pub := sign.Public(priv)
+	sc.KeyID, sc.PublicKey = pub.ID, pub.String()
+	if isPinned, ok := signingPinned(priv, trust); !isPinned {
+		sc.Status, sc.Detail = "unpinned", "receipts will be signed, but trust.public_keys is empty, so list, verify and restore do not check them: pin "+pub.String()+" there"
+		inv.log.Warn(sc.Detail)
+		return sc, nil
+	} else if !ok {
+		err := exitcode.Wrap(exitcode.Usage, fmt.Errorf("signing.key_file: its public key %s (key id %s) is not in trust.public_keys, so the receipts it signs would not be accepted: add it there (keep the old key pinned until its copies age out)", pub, pub.ID))
+		sc.Status, sc.Error = "failed", &receipt.Error{Code: exitcode.Usage, Message: err.Error()}
+		return sc, err
+	}
+	sc.Status, sc.Detail = "ok", "the signing key loads and its public key is pinned"
+	return sc, nil
 }
 
 // checkSQL proves the SQL Server side: the password is present and meets
@@ -135,13 +193,13 @@ func (inv *invocation) checkSQL(ctx context.Context, cfg *config.Config) (*sqlCh
 		return fail(err)
 	}
 	sc.Server, sc.Instance, sc.ProductVersion, sc.ControlServer = info.ServerName, info.InstanceName, info.ProductVersion, info.ControlServer
-	if !info.ControlServer {
-		return fail(exitcode.Wrap(exitcode.SQLServer, fmt.Errorf("the login cannot back up the service master key: it lacks CONTROL SERVER; GRANT CONTROL SERVER TO [login]; (or use a member of sysadmin)")))
+	if err := escrow.MayBackUp(info); err != nil {
+		return fail(err)
 	}
 	if cfg.Backup.Remote {
 		sc.BulkOperations, sc.Sysadmin = &info.BulkOperations, &info.Sysadmin
-		if !info.BulkOperations {
-			return fail(exitcode.Wrap(exitcode.SQLServer, fmt.Errorf("backup.remote reads the key file back through SQL Server, which needs ADMINISTER BULK OPERATIONS, and the login lacks it: GRANT ADMINISTER BULK OPERATIONS TO [login]; or add the login to bulkadmin")))
+		if err := escrow.MayReadBack(info); err != nil {
+			return fail(err)
 		}
 		if !info.Sysadmin {
 			sc.Detail = "the login is not sysadmin: the key file will stay on the server after each run (xp_delete_files needs sysadmin)"
@@ -163,6 +221,20 @@ func (rep *checkReport) text() string {
 				fmt.Fprintf(&b, " bulk_operations=%t sysadmin=%t", *s.BulkOperations, *s.Sysadmin)
 			}
 		}
+		if s.Detail != "" {
+			fmt.Fprintf(&b, " (%s)", s.Detail)
+		}
+		if s.Error != nil {
+			fmt.Fprintf(&b, " error(%d): %s", s.Error.Code, s.Error.Message)
+		}
+		b.WriteByte('\n')
+	}
+	if s := rep.Signing; s != nil {
+		fmt.Fprintf(&b, "  signing: %s", s.Status)
+		if s.KeyID != "" {
+			fmt.Fprintf(&b, " key_id=%s", s.KeyID)
+		}
+		fmt.Fprintf(&b, " pinned_keys=%d", s.PinnedKeys)
 		if s.Detail != "" {
 			fmt.Fprintf(&b, " (%s)", s.Detail)
 		}

@@ -79,6 +79,8 @@ func (inv *invocation) flagSet(name string) *flag.FlagSet {
 		fs.StringVar(&inv.destination, "destination", "", "use only this destination (by name); default: every destination (restore, drill: the first whose copy verifies)")
 	}
 	switch name {
+	case "init-key":
+		fs.StringVar(&inv.out, "out", "", "where to write the new private signing key (create-only, owner-only), e.g. /etc/keyescrow/signing.key")
 	case "new-identity":
 		fs.StringVar(&inv.out, "out", "", "the new identity file (create-only, owner-only)")
 	case "restore", "drill":
@@ -107,7 +109,7 @@ func (inv *invocation) flagSet(name string) *flag.FlagSet {
 // parses every flag, keeping positional arguments in order.
 func (a *App) parse(args []string) (*invocation, error) {
 	inv := &invocation{app: a}
-	name, rest, err := splitCommand(args)
+	name, rest, err := splitCommand(args, a.valueFlags())
 	if err != nil {
 		return nil, err
 	}
@@ -146,14 +148,23 @@ func (a *App) parse(args []string) (*invocation, error) {
 	return inv, nil
 }
 
-// valueFlags are the global flags that take a separate value.
-var valueFlags = map[string]bool{"config": true, "log-level": true, "log-format": true, "set": true, "instance": true, "host": true,
-	"destination": true, "copies": true, "limit": true, "version-id": true, "at": true, "out": true, "confirm-force": true,
-	"identity": true, "password-out": true}
+// valueFlags is every flag, of any command, that takes a separate value.
+// It is read off the flag sets themselves, so it cannot drift from them.
+func (a *App) valueFlags() map[string]bool {
+	out := map[string]bool{}
+	for _, c := range a.commands() {
+		(&invocation{}).flagSet(c.name).VisitAll(func(f *flag.Flag) {
+			if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !ok || !b.IsBoolFlag() {
+				out[f.Name] = true
+			}
+		})
+	}
+	return out
+}
 
 // splitCommand returns the first argument that is neither a flag nor a
 // flag's value, and the arguments without it.
-func splitCommand(args []string) (string, []string, error) {
+func splitCommand(args []string, valueFlags map[string]bool) (string, []string, error) {
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {

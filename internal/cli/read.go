@@ -44,6 +44,7 @@ func (a *App) runList(ctx context.Context, inv *invocation) error {
 		return out.finish(nil, err)
 	}
 	out.start()
+	out.authenticated = len(r.Trust) > 0 && !inv.noReceipts
 	listed, err := r.List(ctx, escrow.ListOptions{
 		Destination: inv.destination, Filter: escrow.Filter{Host: inv.host, Instance: inv.instance},
 		Limit: inv.limit, NoReceipts: inv.noReceipts,
@@ -57,9 +58,11 @@ type listOutput struct {
 	w       *bufio.Writer
 	started bool
 	n       int
-	tw      *tabwriter.Writer
-	dest    string
-	group   string
+	// authenticated: keys are pinned and receipts were read.
+	authenticated bool
+	tw            *tabwriter.Writer
+	dest          string
+	group         string
 }
 
 func (o *listOutput) start() {
@@ -135,7 +138,7 @@ func (o *listOutput) finish(listed []escrow.Listed, err error) error {
 			o.w.WriteString("\n  ")
 		}
 		dests, _ := json.Marshal(listed)
-		fmt.Fprintf(o.w, "],\n  \"destinations\": %s,\n  \"status\": %q,\n", dests, status)
+		fmt.Fprintf(o.w, "],\n  \"destinations\": %s,\n  \"receipts_authenticated\": %t,\n  \"status\": %q,\n", dests, o.authenticated, status)
 		if err != nil {
 			e, _ := json.Marshal(receipt.Error{Code: code, Message: err.Error()})
 			fmt.Fprintf(o.w, "  \"error\": %s,\n", e)
@@ -248,9 +251,16 @@ func auditMetrics(a *escrow.Audit) (*receipt.Receipt, []metrics.Sample) {
 		if d.Error != nil {
 			code = d.Error.Code
 		}
-		var checked, failed int
+		var checked, failed, forged, skippedN int
 		var newest *time.Time
 		for _, g := range d.Groups {
+			for _, s := range g.Skipped {
+				if s.Evidence {
+					forged++
+				} else {
+					skippedN++
+				}
+			}
 			if g.Error != nil && g.Error.Code > code {
 				code = g.Error.Code
 			}
@@ -278,7 +288,9 @@ func auditMetrics(a *escrow.Audit) (*receipt.Receipt, []metrics.Sample) {
 		dl := [][2]string{{"destination", d.Name}}
 		extra = append(extra,
 			metrics.Sample{Name: "keyescrow_copies_checked", Labels: dl, Value: float64(checked)},
-			metrics.Sample{Name: "keyescrow_copies_failed", Labels: dl, Value: float64(failed)})
+			metrics.Sample{Name: "keyescrow_copies_failed", Labels: dl, Value: float64(failed)},
+			metrics.Sample{Name: "keyescrow_copies_forged", Labels: dl, Value: float64(forged)},
+			metrics.Sample{Name: "keyescrow_copies_skipped", Labels: dl, Value: float64(skippedN)})
 		if newest != nil && a.Mode == "host" {
 			extra = append(extra, metrics.Sample{Name: "keyescrow_newest_verified_escrow_timestamp_seconds", Labels: dl, Value: float64(newest.UnixMilli()) / 1e3})
 		}
@@ -294,7 +306,7 @@ func auditMetrics(a *escrow.Audit) (*receipt.Receipt, []metrics.Sample) {
 // auditText renders an audit for people.
 func auditText(a *escrow.Audit) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s verify mode=%s max_age=%s run=%s\n", a.Status, a.Mode, a.MaxAge, a.RunID)
+	fmt.Fprintf(&b, "%s verify mode=%s max_age=%s run=%s receipts-authenticated=%t\n", a.Status, a.Mode, a.MaxAge, a.RunID, a.ReceiptsAuthenticated)
 	for _, d := range a.Destinations {
 		fmt.Fprintf(&b, "  %s (%s): %s\n", d.Name, d.Type, d.Status)
 		for _, g := range d.Groups {
@@ -317,6 +329,11 @@ func auditText(a *escrow.Audit) string {
 					fmt.Fprintf(&b, " error(%d): %s", c.Error.Code, c.Error.Message)
 				}
 				b.WriteByte('\n')
+			}
+			for _, s := range g.Skipped {
+				if s.Evidence {
+					fmt.Fprintf(&b, "      %s(6): %s\n", s.Reason, s.Message)
+				}
 			}
 			for _, w := range g.Warnings {
 				fmt.Fprintf(&b, "      warning: %s\n", w)

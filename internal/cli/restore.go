@@ -67,7 +67,7 @@ func (a *App) runRestore(ctx context.Context, inv *invocation) error {
 	}
 	if inv.apply {
 		if cfg.Backup.Remote {
-			return inv.failEarly(exitcode.Wrap(exitcode.Usage, errors.New("restore --apply needs the key file on the SQL Server's own disk, which backup.remote cannot put there: run restore --out FILE, copy the file to the server, and run RESTORE SERVICE MASTER KEY there (see the README), or run keyescrow on the database host")))
+			return inv.failEarly(exitcode.Wrap(exitcode.Usage, errors.New("restore --apply needs the key file on the SQL Server's own disk, which backup.remote cannot put there: run restore --out FILE, copy the file to the server, and run RESTORE SERVICE MASTER KEY there (see docs/restore.md), or run keyescrow on the database host")))
 		}
 		if cfg.SQLServer == nil {
 			return inv.failEarly(exitcode.Wrap(exitcode.Usage, errors.New("restore --apply needs the sqlserver section (dsn_env or dsn_file) of the server to restore into")))

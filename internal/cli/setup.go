@@ -148,7 +148,13 @@ func (inv *invocation) setup() (*config.Config, *escrow.Runner, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return cfg, inv.runner(cfg, dests), nil
+	trust, err := trustOf(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	r := inv.runner(cfg, dests)
+	r.Trust = trust
+	return cfg, r, nil
 }
 
 // runner wires the pipeline's dependencies.

@@ -20,7 +20,7 @@ const (
 	ConfigEnv = "KEYESCROW_CONFIG"
 )
 
-// Config is the whole configuration. See DESIGN.md, "Configuration".
+// Config is the whole configuration. See docs/configuration.md.
 type Config struct {
 	SQLServer    *SQLServer    `yaml:"sqlserver"` // nil when absent (archive-only setups)
 	Backup       Backup        `yaml:"backup"`
@@ -31,15 +31,34 @@ type Config struct {
 	MaxAge       Duration      `yaml:"max_age"` // default 8d
 	// Require is how many destinations must hold a proven copy for the run
 	// to succeed (0 = every destination); the others are reported.
-	Require  int    `yaml:"require"`
-	Verify   Verify `yaml:"verify"`
-	Drill    Drill  `yaml:"drill"`
-	LockFile string `yaml:"lock_file"` // "" → default chosen by the caller
-	Source   string `yaml:"-"`         // the file path it came from, "" when none
+	Require  int     `yaml:"require"`
+	Verify   Verify  `yaml:"verify"`
+	Drill    Drill   `yaml:"drill"`
+	LockFile string  `yaml:"lock_file"` // "" → default chosen by the caller
+	Signing  Signing `yaml:"signing"`
+	Trust    Trust   `yaml:"trust"`
+	Source   string  `yaml:"-"` // the file path it came from, "" when none
 
 	// lines maps a display key ("destinations[1].bucket") to its line in
 	// Source; keys later overridden by env or Set are removed.
 	lines map[string]int
+}
+
+// Signing names the Ed25519 private key (made by keyescrow init-key) that
+// backup and archive sign every stored receipt with. It is a secret: from
+// KeyFile (owner-only) or the variable KeyEnv (the key file's PEM text).
+// Neither set: receipts are stored unsigned.
+type Signing struct {
+	KeyFile string `yaml:"key_file"`
+	KeyEnv  string `yaml:"key_env"`
+}
+
+// Trust pins the public keys (ed25519:<base64>, as init-key prints them)
+// whose signatures list, verify, restore and drill accept. Set, a copy
+// counts only when its receipt is signed by one of them; several allow a
+// key rotation. Empty: receipts are not authenticated.
+type Trust struct {
+	PublicKeys []string `yaml:"public_keys"`
 }
 
 // SQLServer says where the DSN of the production server comes from. With

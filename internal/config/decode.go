@@ -52,7 +52,7 @@ func decodeYAML(file string, data []byte, c *Config) error {
 	}
 	if root.Kind != yaml.MappingNode {
 		return &Error{File: file, Line: root.Line, Problem: "the top level is not a mapping",
-			Fix: "start with keys such as \"destinations:\" (see DESIGN.md \"Configuration\")"}
+			Fix: "start with keys such as \"destinations:\" (see docs/configuration.md)"}
 	}
 	d := &decoder{file: file, lines: c.lines}
 	d.value(root, reflect.ValueOf(c).Elem(), nil)

@@ -184,7 +184,7 @@ func matchIndex(patterns []*regexp.Regexp, name string) int {
 // file: never overrides, never warned about.
 func (c *Config) secretEnvNames() map[string]bool {
 	names := map[string]bool{ConfigEnv: true, DefaultPasswordEnv: true, DefaultDSNEnv: true, DefaultDrillDSNEnv: true}
-	srcs := []SecretSource{c.PasswordSource(), c.DSNSource(), c.DrillDSNSource()}
+	srcs := []SecretSource{c.PasswordSource(), c.DSNSource(), c.DrillDSNSource(), c.SigningKeySource()}
 	for _, d := range c.Destinations {
 		srcs = append(srcs, d.AccountKeySource(), d.SASSource(), d.ClientSecretSource(), d.ClientCertificatePasswordSource())
 	}

@@ -172,7 +172,7 @@ func unknownPath(t reflect.Type, segs []string) error {
 		known = append(known, strings.Join(fillIndex(tp, segs), "."))
 	}
 	return errors.New("unknown key; " + didYouMean(strings.Join(segs, "."), known,
-		"see DESIGN.md \"Configuration\" for the keys"))
+		"see docs/configuration.md for the keys"))
 }
 
 // fillIndex replaces "*" in tp with the index used at the same place in

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// designExample is the configuration from DESIGN.md, "Configuration".
+// designExample is the full example of docs/configuration.md.
 const designExample = `sqlserver:
   dsn_env: KEYESCROW_SQLSERVER_DSN    # or dsn_file; go-mssqldb URL form, e.g. sqlserver://host:1433?encrypt=true
 backup:

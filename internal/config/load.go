@@ -46,7 +46,7 @@ func readError(path string, err error) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		e.Problem = "config file not found"
-		e.Fix = "create it (see DESIGN.md \"Configuration\"), or pass --config (or set " + ConfigEnv + ") with the right path"
+		e.Fix = "create it (see docs/configuration.md), or pass --config (or set " + ConfigEnv + ") with the right path"
 	case errors.Is(err, fs.ErrPermission):
 		e.Problem = "cannot read the config file (permission denied)"
 		e.Fix = "run as a user that can read it, or adjust its permissions"

@@ -90,6 +90,12 @@ func (d Destination) key(k string) string {
 	return fmt.Sprintf("destinations[%s].%s", d.Name, k)
 }
 
+// SigningKeySource returns where the receipt signing key comes from; both
+// fields empty when no signing key is configured.
+func (c *Config) SigningKeySource() SecretSource {
+	return SecretSource{Key: "signing.key", Env: c.Signing.KeyEnv, File: c.Signing.KeyFile}
+}
+
 // ReadSecret reads the secret src points to. A variable must be set and
 // non-empty; a file (or standard input for "-") is read whole with one
 // trailing "\n" or "\r\n" removed, and must not then be empty. A file that

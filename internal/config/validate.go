@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/keyescrow/keyescrow/internal/sign"
 )
 
 // Validate checks the whole configuration and reports every problem at once
@@ -132,6 +134,7 @@ func (c *Config) validateTop(p *problems) {
 		p.add("verify.copies", fmt.Sprintf("%d is not between 1 and 1000", c.Verify.Copies),
 			"set it to how many of the newest copies verify re-reads, e.g. 3")
 	}
+	c.validateSigning(p)
 	d := c.Drill
 	if d.DSNEnv != "" && d.DSNFile != "" {
 		p.add("drill.dsn_file", "both drill.dsn_env and drill.dsn_file are set", "keep one of them")
@@ -189,4 +192,27 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// validateSigning checks the signing key's source and every pinned key.
+func (c *Config) validateSigning(p *problems) {
+	sg := c.Signing
+	if sg.KeyEnv != "" && sg.KeyFile != "" {
+		p.add("signing.key_file", "both signing.key_env and signing.key_file are set", "keep one of them")
+	}
+	checkEnvName(p, "signing.key_env", sg.KeyEnv)
+	checkAbs(p, "signing.key_file", sg.KeyFile)
+	seen := map[string]int{}
+	for i, k := range c.Trust.PublicKeys {
+		key := fmt.Sprintf("trust.public_keys[%d]", i)
+		pk, err := sign.ParsePublicKey(k)
+		if err != nil {
+			p.add(key, err.Error(), "paste the public key line keyescrow init-key printed (ed25519:<base64 of 32 bytes>)")
+			continue
+		}
+		if j, dup := seen[pk.ID]; dup {
+			p.add(key, fmt.Sprintf("is the same key as trust.public_keys[%d]", j), "remove one of them")
+		}
+		seen[pk.ID] = i
+	}
 }

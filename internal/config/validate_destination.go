@@ -20,7 +20,7 @@ var (
 func (c *Config) validateDestinations(p *problems) {
 	if len(c.Destinations) == 0 {
 		p.missing("destinations", "no destination is configured",
-			"add at least one under destinations: (see DESIGN.md), or set KEYESCROW_DESTINATIONS_0_TYPE and its keys")
+			"add at least one under destinations: (see docs/configuration.md), or set KEYESCROW_DESTINATIONS_0_TYPE and its keys")
 		return
 	}
 	names := map[string]int{}

@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// valid returns the DESIGN.md example, loaded.
+// valid returns the example of docs/configuration.md, loaded.
 func valid(t *testing.T) *Config {
 	t.Helper()
 	return mustLoad(t, designExample, nil)
@@ -40,6 +40,16 @@ func TestValidateRefuses(t *testing.T) {
 		}, []string{"both account_key_env and account_key_file"}},
 		{"sas without a token", func(c *Config) { c.Destinations[az].Auth = "sas" }, []string{"sas_env or sas_file"}},
 		{"a key source with another auth", func(c *Config) { c.Destinations[az].SASEnv = "SAS" }, []string{"destinations[1].sas_env", "only used with auth: sas"}},
+		{"a pinned key that is not one", func(c *Config) { c.Trust.PublicKeys = []string{"ssh-ed25519 AAAAC3Nz"} },
+			[]string{"trust.public_keys[0]", "must start with \"ed25519:\""}},
+		{"the same key pinned twice", func(c *Config) {
+			k := "ed25519:" + strings.Repeat("A", 43) + "="
+			c.Trust.PublicKeys = []string{k, k}
+		}, []string{"trust.public_keys[1]", "same key as trust.public_keys[0]"}},
+		{"both signing key sources", func(c *Config) { c.Signing.KeyEnv, c.Signing.KeyFile = "SIGNING_KEY", "/etc/keyescrow/signing.key" },
+			[]string{"signing.key_file", "both signing.key_env and signing.key_file"}},
+		{"a relative signing key file", func(c *Config) { c.Signing.KeyFile = "signing.key" },
+			[]string{"signing.key_file", "not an absolute path"}},
 		{"remote mode with a local directory", func(c *Config) { c.Backup.Remote, c.Backup.LocalDirectory = true, "/mnt/keys" },
 			[]string{"backup.local_directory", "not used with backup.remote: true"}},
 		{"client-secret without tenant, client or secret", func(c *Config) { c.Destinations[az].Auth = "client-secret" },

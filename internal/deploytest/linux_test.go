@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/keyescrow/keyescrow/internal/config"
-	"github.com/keyescrow/keyescrow/internal/storage/storagetest"
+	"github.com/keyescrow/keyescrow/internal/testutil"
 )
 
 const linuxDir = "../../deploy/linux"
@@ -21,7 +21,7 @@ func need(t *testing.T, tool string) string {
 	t.Helper()
 	p, err := exec.LookPath(tool)
 	if err != nil {
-		storagetest.Skip(t, tool+" is not installed (apt-get install systemd)")
+		testutil.Skip(t, "%s is not installed (apt-get install systemd)", tool)
 	}
 	return p
 }

@@ -40,7 +40,7 @@ func TestArchiveArchivesAGivenFileWithoutSQLServerAndKeepsIt(t *testing.T) {
 		t.Error("the archived bytes differ from the file")
 	}
 	stored := parseReceipt(t, e.memRead(receiptKey(key)))
-	if stored.Status != receipt.StatusOK || stored.Instance != `SQLHOST01\INST1` {
+	if stored.Status != receipt.StatusProven || stored.Instance != `SQLHOST01\INST1` {
 		t.Errorf("stored receipt %+v", stored)
 	}
 	for _, d := range rec.Destinations {

@@ -36,18 +36,23 @@ type VerifyOptions struct {
 
 // Audit is the result of `keyescrow verify`.
 type Audit struct {
-	Status       string         `json:"status"` // ok, stale, failed
-	Tool         string         `json:"tool"`
-	Version      string         `json:"version"`
-	RunID        string         `json:"run_id"`
-	Command      string         `json:"command"`
-	Mode         string         `json:"mode"` // host, all-hosts
-	StartedAt    time.Time      `json:"started_at"`
-	FinishedAt   time.Time      `json:"finished_at"`
-	MaxAge       string         `json:"max_age"`
-	Destinations []AuditedDest  `json:"destinations"`
-	Error        *receipt.Error `json:"error,omitempty"`
-	ExitCode     int            `json:"exit_code"`
+	Status       string        `json:"status"` // ok, stale, failed
+	Tool         string        `json:"tool"`
+	Version      string        `json:"version"`
+	RunID        string        `json:"run_id"`
+	Command      string        `json:"command"`
+	Mode         string        `json:"mode"` // host, all-hosts
+	StartedAt    time.Time     `json:"started_at"`
+	FinishedAt   time.Time     `json:"finished_at"`
+	MaxAge       string        `json:"max_age"`
+	Destinations []AuditedDest `json:"destinations"`
+	// ReceiptsAuthenticated: trust.public_keys is set, so only copies whose
+	// receipt a pinned key signed were counted. False: receipts were taken
+	// as they are (anyone with write access to a destination can forge
+	// one); a warning says so.
+	ReceiptsAuthenticated bool           `json:"receipts_authenticated"`
+	Error                 *receipt.Error `json:"error,omitempty"`
+	ExitCode              int            `json:"exit_code"`
 }
 
 // AuditedDest is one destination's audit.
@@ -68,12 +73,16 @@ type AuditedGroup struct {
 	// Newest is when the newest proven copy was stored (nil: none).
 	Newest *time.Time `json:"newest"`
 	// NewestAgeSeconds is the age of Newest at the audit.
-	NewestAgeSeconds float64        `json:"newest_age_seconds"`
-	Stale            bool           `json:"stale"`
-	Status           string         `json:"status"` // ok, stale, failed
-	Checked          []CheckedCopy  `json:"checked"`
-	Warnings         []string       `json:"warnings,omitempty"`
-	Error            *receipt.Error `json:"error,omitempty"`
+	NewestAgeSeconds float64       `json:"newest_age_seconds"`
+	Stale            bool          `json:"stale"`
+	Status           string        `json:"status"` // ok, stale, failed
+	Checked          []CheckedCopy `json:"checked"`
+	// Skipped are the copies not counted (no receipt, not genuine, not
+	// authenticated) and the receipt versions and delete markers found;
+	// those with evidence true fail the audit (exit 6).
+	Skipped  []receipt.Skipped `json:"skipped,omitempty"`
+	Warnings []string          `json:"warnings,omitempty"`
+	Error    *receipt.Error    `json:"error,omitempty"`
 }
 
 // CheckedCopy is one copy read back and re-hashed.
@@ -92,10 +101,21 @@ type CheckedCopy struct {
 	RetentionInForce bool               `json:"retention_in_force"`
 	Status           string             `json:"status"` // verified, failed
 	Error            *receipt.Error     `json:"error,omitempty"`
+	// RunID is the run that wrote the copy, as its receipt records it.
+	RunID string `json:"run_id,omitempty"`
+	// Authenticated: its receipt is signed by the pinned key KeyID.
+	Authenticated bool   `json:"authenticated"`
+	KeyID         string `json:"key_id,omitempty"`
 
 	data []byte // the bytes read back (restore keeps them)
 	rec  *receipt.Receipt
+	err  error // the failure, with its sentinels
 }
+
+// junkWindow is how many copies beyond verify's --copies are kept per
+// group, so that newer copies that are not genuine cannot push the genuine
+// ones out of the audit.
+const junkWindow = 16
 
 // Audit statuses.
 const (
@@ -115,6 +135,8 @@ func (r *Runner) Verify(ctx context.Context, opts VerifyOptions) (*Audit, error)
 	if opts.AllHosts {
 		a.Mode = "all-hosts"
 	}
+	a.ReceiptsAuthenticated = len(r.Trust) > 0 && !opts.AllHosts
+	r.warnUnauthenticated(ctx, opts.AllHosts)
 	err := r.verify(ctx, a, opts)
 	a.FinishedAt = r.Clock().UTC()
 	a.ExitCode = exitcode.Code(err)
@@ -151,7 +173,51 @@ func (r *Runner) verify(ctx context.Context, a *Audit, opts VerifyOptions) error
 	}
 	wg.Wait()
 	a.Destinations = results
+	return errors.Join(append(errs, agree(a))...)
+}
+
+// agree checks that the destinations holding copies of one run's file
+// (same name) record the same run, size and SHA-256: exit 6 when not.
+func agree(a *Audit) error {
+	type seen struct {
+		dest, runID, sum string
+		bytes            int64
+	}
+	first := map[string]seen{}
+	var errs []error
+	for _, d := range a.Destinations {
+		for _, g := range d.Groups {
+			for _, cc := range g.Checked {
+				if cc.Status != receipt.DestVerified || cc.rec == nil {
+					continue
+				}
+				name := cc.rec.File.Name
+				s := seen{d.Name, cc.rec.RunID, cc.Checksum.Local, cc.rec.File.Bytes}
+				f, ok := first[name]
+				if !ok {
+					first[name] = s
+					continue
+				}
+				if f.runID != s.runID || f.sum != s.sum || f.bytes != s.bytes {
+					errs = append(errs, exitcode.Wrap(exitcode.Verify, fmt.Errorf(
+						"the copies of %s disagree: at %s run %s, %d bytes, SHA-256 %s; at %s run %s, %d bytes, SHA-256 %s: one of them is not the run's",
+						name, f.dest, f.runID, f.bytes, f.sum, s.dest, s.runID, s.bytes, s.sum)))
+				}
+			}
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// warnUnauthenticated says loudly that receipts are taken on trust when no
+// signing key is pinned (or in fleet mode, which reads no receipt).
+func (r *Runner) warnUnauthenticated(ctx context.Context, fleet bool) {
+	switch {
+	case len(r.Trust) == 0:
+		r.Log.WarnContext(ctx, "receipts are not authenticated: trust.public_keys is not set, so anyone who can write to a destination can add a copy with a receipt that is counted; see docs/security.md (keyescrow init-key)")
+	case fleet:
+		r.Log.WarnContext(ctx, "--all-hosts reads no receipt, so the ages it reports are not authenticated; verify each host with --host for that")
+	}
 }
 
 func (r *Runner) verifyDestination(ctx context.Context, d Destination, opts VerifyOptions) (AuditedDest, error) {
@@ -195,8 +261,10 @@ func (r *Runner) verifyDestination(ctx context.Context, d Destination, opts Veri
 			return nil
 		})
 	} else {
-		_, werr = walkHost(ctx, d, opts.Filter, opts.Copies, func(g *group) error {
-			ag, err := r.auditGroup(ctx, d, g, now)
+		// Copies that are not genuine are passed over, so a few more than
+		// asked are kept: junk versions cannot hide the genuine ones.
+		_, werr = walkHost(ctx, d, opts.Filter, opts.Copies+junkWindow, func(g *group) error {
+			ag, err := r.auditGroup(ctx, d, g, opts.Copies, now)
 			judge(ag, err)
 			return nil
 		})
@@ -233,6 +301,9 @@ func (r *Runner) logGroup(ctx context.Context, d Destination, g AuditedGroup) {
 	if g.Newest != nil {
 		args = append(args, "newest", g.Newest.Format(time.RFC3339), "age", time.Duration(g.NewestAgeSeconds*float64(time.Second)).Round(time.Second).String())
 	}
+	for _, w := range g.Warnings {
+		r.Log.WarnContext(ctx, w, "destination", d.Config.Name, "host", g.Host, "instance", g.Instance)
+	}
 	if g.Error != nil {
 		r.Log.ErrorContext(ctx, "audit failed", append(args, "err", g.Error.Message)...)
 		return
@@ -240,25 +311,67 @@ func (r *Runner) logGroup(ctx context.Context, d Destination, g AuditedGroup) {
 	r.Log.InfoContext(ctx, "audit ok", args...)
 }
 
-// auditGroup reads back the group's newest copies (newest first) and
-// judges them; Newest is the newest that verified.
-func (r *Runner) auditGroup(ctx context.Context, d Destination, g *group, now time.Time) (AuditedGroup, error) {
-	ag := AuditedGroup{Host: g.Host, Instance: g.Instance, Kind: g.Kind, Copies: g.Total, Checked: make([]CheckedCopy, len(g.Copies))}
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(receiptReaders, len(g.Copies)) {
-		wg.Go(func() {
-			for i := range next {
-				ag.Checked[i] = r.checkCopy(ctx, d, g.Copies[i], now)
+// auditGroup judges the group's newest copies (newest first), reads back
+// the newest opts.Copies genuine ones and judges them; Newest is the newest
+// that verified. Copies that are not genuine are reported, not counted: as
+// a warning when a run may simply not have finished (no receipt) or when an
+// unsigned copy is older than the newest authenticated one, as evidence of
+// tampering (exit 6) otherwise.
+func (r *Runner) auditGroup(ctx context.Context, d Destination, g *group, copies int, now time.Time) (AuditedGroup, error) {
+	ag := AuditedGroup{Host: g.Host, Instance: g.Instance, Kind: g.Kind, Copies: g.Total, Checked: []CheckedCopy{}}
+	// Judge newest first, a batch at a time, until enough genuine copies
+	// are found: each judgement reads a receipt.
+	js := make([]judged, len(g.Copies))
+	n := 0
+	for found := 0; n < len(js) && found < copies; {
+		batch := min(copies-found, len(js)-n)
+		r.each(batch, func(k int) { js[n+k] = r.judge(ctx, d, g.Copies[n+k]) })
+		for _, j := range js[n : n+batch] {
+			if j.skip == nil {
+				found++
 			}
-		})
+		}
+		n += batch
 	}
-	for i := range g.Copies {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	js = js[:n]
+
 	var errs []error
+	var pick []int
+	genuineSeen := false
+	reported := map[string]bool{}
+	for i, j := range js {
+		for _, f := range j.findings {
+			// Every version of a key shares its receipt: report once.
+			if id := f.Reason + " " + f.Location + " " + f.VersionID; !reported[id] {
+				reported[id] = true
+				ag.Skipped = append(ag.Skipped, f)
+				if f.Evidence {
+					errs = append(errs, exitcode.Wrap(exitcode.Verify, fmt.Errorf("%s: %s", d.Config.Name, f.Message)))
+				}
+			}
+		}
+		if j.skip != nil {
+			sk := *j.skip
+			if sk.Reason == receipt.SkipUnauthenticated && !genuineSeen && r.hasGenuineAfter(js[i+1:]) {
+				// Newer than every authenticated copy: what a forger would
+				// leave, and what a reader not checking signatures would
+				// take as the newest key.
+				sk.Evidence = true
+				sk.Message += "; it is newer than the newest authenticated copy"
+			}
+			ag.Skipped = append(ag.Skipped, sk)
+			if sk.Evidence {
+				errs = append(errs, exitcode.Wrap(exitcode.Verify, fmt.Errorf("%s: %s", d.Config.Name, sk.Message)))
+			}
+			continue
+		}
+		genuineSeen = true
+		if len(pick) < copies {
+			pick = append(pick, i)
+		}
+	}
+	ag.Checked = make([]CheckedCopy, len(pick))
+	r.each(len(pick), func(k int) { ag.Checked[k] = r.checkContent(ctx, d, js[pick[k]], now, false) })
 	for i, cc := range ag.Checked {
 		if cc.Status == receipt.DestVerified {
 			if ag.Newest == nil {
@@ -266,7 +379,7 @@ func (r *Runner) auditGroup(ctx context.Context, d Destination, g *group, now ti
 				ag.Newest = &t
 			}
 		} else {
-			errs = append(errs, exitcode.Wrap(cc.Error.Code, errors.New(cc.Error.Message)))
+			errs = append(errs, cc.err)
 		}
 		if cc.Status != receipt.DestVerified || cc.RetentionInForce || !lockExpected(r.Config, d.Config) {
 			continue
@@ -285,7 +398,35 @@ func (r *Runner) auditGroup(ctx context.Context, d Destination, g *group, now ti
 			ag.Warnings = append(ag.Warnings, msg)
 		}
 	}
+	for _, sk := range ag.Skipped {
+		if !sk.Evidence {
+			ag.Warnings = append(ag.Warnings, sk.Message)
+		}
+	}
 	return ag, errors.Join(errs...)
+}
+
+// hasGenuineAfter reports whether an older copy is authenticated.
+func (r *Runner) hasGenuineAfter(older []judged) bool {
+	return slices.ContainsFunc(older, func(j judged) bool { return j.skip == nil && j.err == nil && j.sr != nil && j.sr.authenticated })
+}
+
+// each runs fn(0..n-1) on at most receiptReaders goroutines.
+func (r *Runner) each(n int, fn func(i int)) {
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(receiptReaders, n) {
+		wg.Go(func() {
+			for i := range next {
+				fn(i)
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 }
 
 // lockExpected: the destination is configured to lock every copy, and
@@ -294,37 +435,41 @@ func lockExpected(cfg *config.Config, d config.Destination) bool {
 	return d.Retention != nil && !cfg.Waived(config.WaiveImmutability)
 }
 
-// checkCopy proves one stored copy: its receipt names this version and a
-// SHA-256; the service's stored checksum and size equal the receipt's; the
-// bytes read back by version id hash the same. It also reads the
-// retention the service reports.
+// checkCopy judges one stored copy (see judge) and, when it is genuine,
+// proves its bytes (see checkContent).
 func (r *Runner) checkCopy(ctx context.Context, d Destination, c Copy, now time.Time) CheckedCopy {
-	cc := CheckedCopy{Key: c.Key, Location: c.Location, VersionID: c.VersionID, Time: c.Time, Bytes: c.Bytes,
+	return r.checkContent(ctx, d, r.judge(ctx, d, c), now, false)
+}
+
+// checkContent proves a judged copy: the service's stored checksum and size
+// equal its receipt's; the bytes read back by version id hash the same. It
+// also reads the retention the service reports. A copy judged not genuine
+// fails, unless sigOK allows a copy whose only fault is its signature (an
+// explicit --version-id).
+func (r *Runner) checkContent(ctx context.Context, d Destination, j judged, now time.Time, sigOK bool) CheckedCopy {
+	c := j.c
+	cc := CheckedCopy{Key: c.Key, Location: c.Location, VersionID: c.VersionID, Time: c.Time, Bytes: c.Bytes, RunID: c.RunID,
 		Status: receipt.DestFailed, Checksum: receipt.Checksum{Algorithm: receipt.ChecksumSHA256}}
 	t := target{name: d.Config.Name, backend: d.Backend}
 	failWith := func(err error) CheckedCopy {
+		cc.err = err
 		cc.Error = &receipt.Error{Code: exitcode.Code(err), Message: err.Error()}
 		return cc
 	}
-	if !c.Receipt {
-		return failWith(verifyError(t, fmt.Sprintf("%s: no receipt is stored beside this copy, so nothing says what it should hold (the run that wrote it did not finish proving it)", c.Location)))
+	switch {
+	case j.err != nil:
+		return failWith(transferError("read the receipt of", t, c.Key, j.err))
+	case j.skip != nil && !(sigOK && j.sigOnly):
+		return failWith(verifyError(t, j.skip.Message))
 	}
-	rec, err := loadReceipt(ctx, d.Backend, c)
-	if err != nil {
-		if errors.Is(err, storage.ErrNotFound) || !isTransfer(err) {
-			return failWith(verifyError(t, fmt.Sprintf("%s: its receipt cannot be used: %v", c.Location, err)))
-		}
-		return failWith(transferError("read the receipt of", t, c.Key, err))
-	}
+	rec := j.sr.rec
 	cc.rec = rec
+	cc.Authenticated, cc.KeyID = j.sr.authenticated, j.sr.keyID
 	cc.Checksum.Local = rec.File.SHA256
-	if e := receiptEntry(rec, c); e == nil || e.VersionID != c.VersionID {
-		return failWith(verifyError(t, fmt.Sprintf("%s version %q is not the version its receipt records: it was not written by keyescrow's run", c.Location, c.VersionID)))
-	}
 	st, err := d.Backend.Stat(ctx, c.Key, c.VersionID)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
-			return failWith(verifyError(t, fmt.Sprintf("%s version %q was listed but cannot be found: %v", c.Location, c.VersionID, err)))
+			return failWith(verifyErrorf(t, "%s version %q was listed but cannot be found: %w", c.Location, c.VersionID, err))
 		}
 		return failWith(transferError("read the properties of", t, c.Key, err))
 	}
@@ -356,6 +501,9 @@ func (r *Runner) checkCopy(ctx context.Context, d Destination, c Copy, now time.
 		if m := md5.Sum(data); !bytes.Equal(st.MD5, m[:]) {
 			return failWith(verifyError(t, fmt.Sprintf("%s version %q: the bytes read back differ from the service's stored MD5: the stored copy is corrupted", c.Location, c.VersionID)))
 		}
+	}
+	if err := checkSealed(ctx, d, c, rec); err != nil {
+		return failWith(err)
 	}
 	cc.Checksum.Match = true
 	cc.Status = receipt.DestVerified

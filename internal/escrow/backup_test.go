@@ -93,7 +93,7 @@ func TestBackupArchivesTheKeyToEveryDestinationAndProvesEachCopy(t *testing.T) {
 	}
 	fileReceipt := parseReceipt(t, fileDoc)
 	for name, r := range map[string]receipt.Receipt{"memory": memReceipt, "file": fileReceipt} {
-		if r.Status != receipt.StatusOK || r.RunID != rec.RunID || r.File == nil || r.File.SHA256 != rec.File.SHA256 || len(r.Destinations) != 2 {
+		if r.Status != receipt.StatusProven || r.RunID != rec.RunID || r.File == nil || r.File.SHA256 != rec.File.SHA256 || len(r.Destinations) != 2 {
 			t.Errorf("the receipt stored at the %s destination: %+v", name, r)
 		}
 	}

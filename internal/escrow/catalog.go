@@ -3,9 +3,8 @@ package escrow
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -47,11 +46,24 @@ type Copy struct {
 	Retention *receipt.Retention `json:"retention"`
 	// RetentionInForce: Retention.Until is still in the future.
 	RetentionInForce bool `json:"retention_in_force"`
+	// Authenticated: its receipt is signed by a pinned key (KeyID); always
+	// false when trust.public_keys is not set.
+	Authenticated bool   `json:"authenticated"`
+	KeyID         string `json:"key_id,omitempty"`
+	// RunID is the run that wrote it: its receipt's run id, else the 8 hex
+	// digits its name carries.
+	RunID string `json:"run_id,omitempty"`
 	// Note says what is odd about the copy (e.g. its receipt names another
 	// version).
 	Note string `json:"note,omitempty"`
 
+	// receiptVersion is the receipt's first version: receipts are written
+	// create-only, so only the first is keyescrow's; receiptLater are the
+	// versions stored over it since (evidence of tampering), newest first.
 	receiptVersion string
+	receiptLater   []string
+	receiptHidden  bool // a delete marker is the receipt's current entry
+	hidden         bool // a delete marker is the key's current entry
 }
 
 // Filter selects host/instance groups. Empty fields match all; names match
@@ -89,10 +101,48 @@ type walker struct {
 	fn     func(*group) error
 
 	cur       *group
-	receipts  map[string]string // copy key → receipt's current version id
-	lastKey   string            // the key whose versions are being listed
-	keyHidden bool              // lastKey's newest entry is a delete marker
-	foreign   int               // objects outside the layout, ignored
+	receipts  map[string]*receiptVersions // copy key → its receipt's versions
+	lastKey   string                      // the key whose versions are being listed
+	keyHidden bool                        // lastKey's newest entry is a delete marker
+	foreign   int                         // objects outside the layout, ignored
+	// hiddenReceipt: lastKey is a receipt whose newest entry is a delete
+	// marker.
+	hiddenReceipt bool
+	// receiptTime is when lastKey's first receipt version was stored, as
+	// far as listed; it counts towards NewestReceipt once the key is done.
+	receiptTime time.Time
+}
+
+// commitReceipt counts the receipt just listed in its group's newest
+// receipt time: its first version only, as a later one is not keyescrow's.
+func (w *walker) commitReceipt() {
+	if w.cur != nil && w.cur.Total >= 0 && w.receiptTime.After(w.cur.NewestReceipt) {
+		w.cur.NewestReceipt = w.receiptTime
+	}
+	w.receiptTime = time.Time{}
+}
+
+// receiptVersions are the stored versions of one receipt name.
+type receiptVersions struct {
+	first     string    // the oldest version seen so far
+	firstTime time.Time // when it was stored
+	later     []string  // newer versions, newest first (at most maxLater)
+	more      int       // newer versions beyond maxLater
+	hidden    bool
+}
+
+// maxLater bounds the forged receipt versions remembered per name.
+const maxLater = 8
+
+func (rv *receiptVersions) add(version string, stored time.Time) {
+	if rv.first != "" {
+		if len(rv.later) < maxLater {
+			rv.later = append(rv.later, rv.first)
+		} else {
+			rv.more++
+		}
+	}
+	rv.first, rv.firstTime = version, stored
 }
 
 // walk lists d under prefix (a narrower prefix for one host is allowed)
@@ -123,43 +173,57 @@ func (w *walker) object(o storage.Object) error {
 			return nil
 		}
 		w.cur = &group{Host: host, Instance: instance, Kind: kind}
-		w.receipts = map[string]string{}
+		w.receipts = map[string]*receiptVersions{}
 	}
 	if w.cur.Total < 0 {
 		return nil
 	}
 	first := o.Key != w.lastKey
 	if first {
+		w.commitReceipt()
 		w.lastKey, w.keyHidden = o.Key, o.DeleteMarker
 	}
 	if strings.HasSuffix(o.Key, sealedSuffix) {
 		return nil // a sealed password, read through its copy's receipt
 	}
 	if copyKey, ok := strings.CutSuffix(o.Key, receiptSuffix); ok {
-		// The newest entry of a receipt key is its current version; a
-		// receipt hidden by a delete marker is still read by version.
-		if o.DeleteMarker || (!first && w.receipts[copyKey] != "") {
+		// A receipt's versions are listed newest first; the last one seen
+		// is its first version, the only one keyescrow wrote. A receipt
+		// hidden by a delete marker is still read by version.
+		if o.DeleteMarker {
+			if first {
+				w.hiddenReceipt = true
+			}
 			return nil
 		}
-		if o.LastModified.After(w.cur.NewestReceipt) {
-			w.cur.NewestReceipt = o.LastModified
+		if first {
+			w.hiddenReceipt = false
 		}
+		w.receiptTime = o.LastModified // the last seen is the first version
 		// A bounded walk records only the receipts of the copies it keeps,
 		// so its map stays bounded too.
 		if w.keep == 0 || slices.ContainsFunc(w.cur.Copies, func(c Copy) bool { return c.Key == copyKey }) {
-			w.receipts[copyKey] = cmp.Or(o.VersionID, "\x00") // "\x00": unversioned
+			rv := w.receipts[copyKey]
+			if rv == nil {
+				rv = &receiptVersions{hidden: w.hiddenReceipt}
+				w.receipts[copyKey] = rv
+			}
+			rv.add(cmp.Or(o.VersionID, "\x00"), o.LastModified) // "\x00": unversioned
 		}
 		return nil
 	}
 	if o.DeleteMarker {
 		return nil
 	}
+	if first {
+		w.hiddenReceipt = false
+	}
 	w.cur.Total++
 	w.cur.Copies = append(w.cur.Copies, Copy{
 		Destination: w.d.Config.Name, Type: w.d.Backend.Type(), Location: w.d.Backend.Location(o.Key),
 		Host: host, Instance: instance, Kind: kind, Name: name, Key: o.Key,
 		VersionID: o.VersionID, Bytes: o.Size, Time: o.LastModified.UTC(),
-		Current: o.IsLatest && !w.keyHidden,
+		Current: o.IsLatest && !w.keyHidden, hidden: w.keyHidden,
 	})
 	if w.keep > 0 && len(w.cur.Copies) >= 4*w.keep {
 		w.trim(w.cur)
@@ -181,6 +245,7 @@ func (w *walker) trim(g *group) {
 }
 
 func (w *walker) flush() error {
+	w.commitReceipt()
 	g := w.cur
 	w.cur = nil
 	if g == nil || g.Total < 0 {
@@ -188,13 +253,20 @@ func (w *walker) flush() error {
 	}
 	w.trim(g)
 	for i := range g.Copies {
-		if v, ok := w.receipts[g.Copies[i].Key]; ok {
-			g.Copies[i].Receipt = true
-			if v != "\x00" {
-				g.Copies[i].receiptVersion = v
+		c := &g.Copies[i]
+		c.RunID = runIDFromName(c.Name)
+		if rv, ok := w.receipts[c.Key]; ok {
+			c.Receipt = true
+			if rv.first != "\x00" {
+				c.receiptVersion = rv.first
+			}
+			c.receiptLater, c.receiptHidden = rv.later, rv.hidden
+			if rv.more > 0 {
+				c.receiptLater = append(slices.Clone(rv.later), fmt.Sprintf("and %d more", rv.more))
 			}
 		}
 	}
+
 	w.receipts = nil
 	return w.fn(g)
 }
@@ -241,58 +313,15 @@ func walkHost(ctx context.Context, d Destination, f Filter, keep int, fn func(*g
 	return foreign + n, err
 }
 
-// loadReceipt reads and decodes the receipt stored beside a copy.
-func loadReceipt(ctx context.Context, b storage.Backend, c Copy) (*receipt.Receipt, error) {
-	rc, err := b.Open(ctx, c.Key+receiptSuffix, c.receiptVersion)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, maxReceiptSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > maxReceiptSize {
-		return nil, fmt.Errorf("the receipt is larger than %d bytes", maxReceiptSize)
-	}
-	var rec receipt.Receipt
-	if err := json.Unmarshal(data, &rec); err != nil {
-		return nil, fmt.Errorf("the receipt is not valid JSON: %v", err)
-	}
-	if rec.File == nil || len(rec.File.SHA256) != 64 {
-		return nil, fmt.Errorf("the receipt records no SHA-256 of the key file")
-	}
-	return &rec, nil
-}
+// runIDRE finds the 8 hex digits of the run id in a copy's name
+// (…-20261128T040000Z-0123abcd.key).
+var runIDRE = regexp.MustCompile(`-\d{8}T\d{6}Z-([0-9a-f]{8})(\.[^.]*)?$`)
 
-// receiptEntry finds the receipt's record of this copy: the destination
-// entry at the copy's location.
-func receiptEntry(rec *receipt.Receipt, c Copy) *receipt.Destination {
-	for i, d := range rec.Destinations {
-		if d.Location == c.Location {
-			return &rec.Destinations[i]
-		}
+// runIDFromName returns the run id's first 8 hex digits from a copy's
+// name, "" when the name does not carry one.
+func runIDFromName(name string) string {
+	if m := runIDRE.FindStringSubmatch(name); m != nil {
+		return m[1]
 	}
-	for i, d := range rec.Destinations {
-		if d.Name == c.Destination {
-			return &rec.Destinations[i]
-		}
-	}
-	return nil
-}
-
-// applyReceipt fills the copy's receipt facts and says what does not fit.
-func applyReceipt(c *Copy, rec *receipt.Receipt, now time.Time) {
-	c.SHA256 = rec.File.SHA256
-	e := receiptEntry(rec, *c)
-	switch {
-	case e == nil:
-		c.Note = "its receipt does not mention this destination"
-	case e.VersionID != c.VersionID:
-		c.Note = fmt.Sprintf("its receipt names version %q, not this one: this version was not written by keyescrow's run", e.VersionID)
-		c.SHA256 = ""
-	case e.Retention != nil:
-		c.Retention = e.Retention
-		c.RetentionInForce = e.Retention.Until.After(now)
-	}
+	return ""
 }

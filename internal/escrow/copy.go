@@ -93,7 +93,7 @@ func copyAndProve(ctx context.Context, t target, key string, kf *keyFile) (recei
 	<-readDone
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
-			return fail(d, verifyError(t, fmt.Sprintf("the version just written (%q) cannot be found: %v", obj.VersionID, err)))
+			return fail(d, verifyErrorf(t, "the version just written (%q) cannot be found: %w", obj.VersionID, err))
 		}
 		return fail(d, transferError("read the properties of", t, key, err))
 	}
@@ -193,26 +193,32 @@ func fail(d receipt.Destination, err error) (receipt.Destination, error) {
 	return d, err
 }
 
-// transferError is a failed request: exit 5, or 130 when interrupted.
+// transferError is a failed request: exit 5, or 130 when interrupted. It
+// wraps err, so its sentinels (storage.ErrNotFound …) survive.
 func transferError(what string, t target, key string, err error) error {
 	if errors.Is(err, context.Canceled) {
 		return err
 	}
-	msg := fmt.Sprintf("%s: could not %s %s: %v", t.name, what, t.backend.Location(key), err)
+	hint := ""
 	switch {
 	case errors.Is(err, storage.ErrExists):
-		msg += " (keyescrow never overwrites; a copy with this name exists already)"
+		hint = " (keyescrow never overwrites; a copy with this name exists already)"
 	case errors.Is(err, storage.ErrChecksum):
-		msg += " (the service refused the bytes as corrupted in transit; nothing was stored)"
+		hint = " (the service refused the bytes as corrupted in transit; nothing was stored)"
 	case errors.Is(err, storage.ErrAuth):
-		msg += " (check the destination's credentials)"
+		hint = " (check the destination's credentials)"
 	case errors.Is(err, storage.ErrPermission):
-		msg += " (the credentials lack the permission for this action)"
+		hint = " (the credentials lack the permission for this action)"
 	}
-	return exitcode.Wrap(exitcode.Transfer, errors.New(msg))
+	return exitcode.Wrap(exitcode.Transfer, fmt.Errorf("%s: could not %s %s: %w%s", t.name, what, t.backend.Location(key), err, hint))
 }
 
 // verifyError is a copy that was written but could not be proven: exit 6.
 func verifyError(t target, msg string) error {
 	return exitcode.Wrap(exitcode.Verify, fmt.Errorf("%s: verification failed: %s", t.name, msg))
+}
+
+// verifyErrorf is verifyError with a format whose %w wraps the cause.
+func verifyErrorf(t target, format string, args ...any) error {
+	return exitcode.Wrap(exitcode.Verify, fmt.Errorf("%s: verification failed: "+format, append([]any{t.name}, args...)...))
 }

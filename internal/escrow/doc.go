@@ -1,4 +1,4 @@
-// Package escrow owns the run pipeline of DESIGN.md ("How a run works"):
+// Package escrow owns the run pipeline (docs/how-it-works.md):
 // preflight every destination against the policy, take the host lock, export
 // the key through SQL Server (or take a given file), hash it once, write it
 // create-only to every destination concurrently, prove each copy (service

@@ -438,3 +438,26 @@ func mustReadFile(t *testing.T, dir, key string) []byte {
 	}
 	return b
 }
+
+// assertStoredClaimsNoMore checks a stored receipt never reads as a
+// successful run: status "proven", no exit code, and the destination that
+// failed is not recorded as verified.
+func assertStoredClaimsNoMore(t *testing.T, doc []byte, failed string) {
+	t.Helper()
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &raw); err != nil {
+		t.Fatalf("the stored receipt is not JSON: %v\n%s", err, doc)
+	}
+	if _, ok := raw["exit_code"]; ok {
+		t.Errorf("the stored receipt carries an exit code, which it cannot know:\n%s", doc)
+	}
+	stored := parseReceipt(t, doc)
+	if stored.Status != receipt.StatusProven {
+		t.Errorf("the stored receipt says %q, want %q", stored.Status, receipt.StatusProven)
+	}
+	for _, d := range stored.Destinations {
+		if d.Name == failed && d.Status == receipt.DestVerified {
+			t.Errorf("the stored receipt records the failed destination %s as verified", failed)
+		}
+	}
+}

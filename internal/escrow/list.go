@@ -44,6 +44,9 @@ func (r *Runner) List(ctx context.Context, opts ListOptions, emit func(Copy) err
 	if err != nil {
 		return nil, err
 	}
+	if !opts.NoReceipts {
+		r.warnUnauthenticated(ctx, false)
+	}
 	var out []Listed
 	var errs []error
 	for _, d := range dests {
@@ -80,8 +83,9 @@ type errEmit struct{ err error }
 
 func (e errEmit) Error() string { return e.err.Error() }
 
-// readReceipts reads the receipts of copies concurrently and fills in what
-// they record; a receipt that cannot be read leaves a note on its copy.
+// readReceipts judges the copies concurrently (their receipts read and
+// authenticated) and fills in what the receipts record; what is odd about
+// a copy is left in its note.
 func (r *Runner) readReceipts(ctx context.Context, d Destination, copies []Copy) {
 	now := r.Clock()
 	next := make(chan *Copy)
@@ -89,22 +93,12 @@ func (r *Runner) readReceipts(ctx context.Context, d Destination, copies []Copy)
 	for range min(receiptReaders, len(copies)) {
 		wg.Go(func() {
 			for c := range next {
-				rec, err := loadReceipt(ctx, d.Backend, *c)
-				if err != nil {
-					c.Note = "its receipt cannot be read: " + err.Error()
-					continue
-				}
-				applyReceipt(c, rec, now)
+				applyJudgement(c, r.judge(ctx, d, *c), now)
 			}
 		})
 	}
 	for i := range copies {
-		c := &copies[i]
-		if !c.Receipt {
-			c.Note = "no receipt is stored beside this copy: the run that wrote it did not finish proving it"
-			continue
-		}
-		next <- c
+		next <- &copies[i]
 	}
 	close(next)
 	wg.Wait()

@@ -64,7 +64,7 @@ func newKeyFile(path string, data []byte) *keyFile {
 
 // checkPrivateDir refuses a key folder that other users can enter or read:
 // the key file must never be readable by them, not even for a moment. On
-// Windows the folder's ACL is inherited by the file (see README).
+// Windows the folder's ACL is inherited by the file (see docs/how-it-works.md).
 func checkPrivateDir(dir, key string) error {
 	fi, err := os.Stat(dir)
 	if err != nil {

@@ -19,9 +19,9 @@ import (
 // on the server, the log says where and how to remove it.
 func (r *Runner) backupRemote(ctx context.Context, rec *receipt.Receipt, db SQL, info sqlserver.Info, targets []target, refused error) (runErr, destErr error) {
 	b := r.Config.Backup
-	if !info.BulkOperations {
+	if err := MayReadBack(info); err != nil {
 		// Refused before BACKUP, so no key file is left behind unread.
-		return exitcode.Wrap(exitcode.SQLServer, errors.New("backup.remote reads the key file back through SQL Server, which needs ADMINISTER BULK OPERATIONS, and the login lacks it; nothing was exported: GRANT ADMINISTER BULK OPERATIONS TO [login]; or add the login to bulkadmin")), refused
+		return fmt.Errorf("nothing was exported: %w", err), refused
 	}
 	name := backupFileName(info.ServerName, r.Clock(), r.RunID)
 	serverPath := serverJoin(b.ServerDirectory, name)

@@ -62,6 +62,7 @@ type RestoreOptions struct {
 func (r *Runner) Restore(ctx context.Context, opts RestoreOptions) (*receipt.Receipt, error) {
 	rec := r.newReceipt()
 	rec.Restore = &receipt.Restore{Out: opts.Out, Force: opts.Force, Drill: opts.Drill}
+	r.warnUnauthenticated(ctx, false)
 	runErr, destErr := r.restore(ctx, rec, opts)
 	return r.finish(rec, runErr, destErr)
 }
@@ -150,14 +151,18 @@ func checkRestoreOptions(opts RestoreOptions) error {
 }
 
 // fetchVerified finds the chosen copy at each destination in turn and
-// returns the first that verifies. Every destination tried is recorded in
-// rec; destErr joins the failures of those that did not verify, err is set
-// when none did.
+// returns the first that verifies. Without --version-id, copies that are
+// not genuine (no receipt, a receipt recording another copy, and, when keys
+// are pinned, a receipt not signed by one) are passed over, newest first,
+// and listed in rec.Restore.Skipped: restore falls back to the newest
+// genuine copy and says so. Every destination tried is recorded in rec;
+// destErr joins the failures of those that did not verify, err is set when
+// none did.
 func (r *Runner) fetchVerified(ctx context.Context, rec *receipt.Receipt, dests []Destination, opts RestoreOptions) (c Copy, cc *CheckedCopy, destErr, err error) {
 	var errs []error
 	var missing []string
 	for _, d := range dests {
-		c, err := r.findCopy(ctx, d, opts)
+		cands, err := r.findCopies(ctx, d, opts)
 		if err != nil {
 			if exitcode.Code(err) == exitcode.Usage {
 				return Copy{}, nil, nil, err
@@ -172,21 +177,72 @@ func (r *Runner) fetchVerified(ctx context.Context, rec *receipt.Receipt, dests 
 				Status: receipt.DestFailed, Error: &receipt.Error{Code: exitcode.Code(err), Message: err.Error()}})
 			continue
 		}
-		checked := r.checkCopy(ctx, d, c, r.Clock())
+		c, checked, ok := r.firstGenuine(ctx, rec, d, cands, opts)
+		if !ok {
+			err := exitcode.Wrap(exitcode.Verify, fmt.Errorf("%s: none of the %d copies of %s%s is genuine (restore.skipped says why for each): pass --version-id to use one explicitly", d.Config.Name, len(cands), scopeNames(opts.Filter), choiceText(opts)))
+			errs = append(errs, err)
+			rec.Destinations = append(rec.Destinations, receipt.Destination{Name: d.Config.Name, Type: d.Backend.Type(),
+				Status: receipt.DestFailed, Error: &receipt.Error{Code: exitcode.Verify, Message: err.Error()}})
+			r.Log.ErrorContext(ctx, "no genuine copy at this destination", "destination", d.Config.Name, "copies", len(cands))
+			continue
+		}
 		rd := receipt.Destination{Name: d.Config.Name, Type: d.Backend.Type(), Location: c.Location, VersionID: c.VersionID,
 			Retention: checked.Retention, Checksum: checked.Checksum, ReadBack: checked.ReadBack, Status: checked.Status, Error: checked.Error}
 		rec.Destinations = append(rec.Destinations, rd)
 		if checked.Status == receipt.DestVerified {
-			r.Log.InfoContext(ctx, "copy verified", "destination", d.Config.Name, "location", c.Location, "version_id", c.VersionID, "stored", c.Time.Format(time.RFC3339), "sha256", checked.Checksum.Local)
+			rec.Restore.Authenticated, rec.Restore.KeyID = checked.Authenticated, checked.KeyID
+			args := []any{"destination", d.Config.Name, "location", c.Location, "version_id", c.VersionID, "stored", c.Time.Format(time.RFC3339), "sha256", checked.Checksum.Local, "run_id", checked.RunID, "receipt_authenticated", checked.Authenticated}
+			if n := skippedAt(rec, d.Config.Name); n > 0 {
+				r.Log.WarnContext(ctx, fmt.Sprintf("fell back past %d newer copies that are not genuine to the newest genuine copy", n), args...)
+			} else {
+				r.Log.InfoContext(ctx, "copy verified", args...)
+			}
 			return c, &checked, errors.Join(errs...), nil
 		}
 		r.Log.ErrorContext(ctx, "copy refused: it does not verify", "destination", d.Config.Name, "location", c.Location, "version_id", c.VersionID, "err", checked.Error.Message)
-		errs = append(errs, exitcode.Wrap(checked.Error.Code, errors.New(checked.Error.Message)))
+		errs = append(errs, checked.err)
 	}
 	if len(errs) == 0 {
 		return Copy{}, nil, nil, exitcode.Wrap(exitcode.Usage, fmt.Errorf("no copy of %s%s at %s: keyescrow list shows what is archived", scopeNames(opts.Filter), choiceText(opts), strings.Join(missing, ", ")))
 	}
 	return Copy{}, nil, errors.Join(errs...), nil
+}
+
+// firstGenuine judges the candidates newest first and proves the first
+// genuine one (by --version-id: the named copy, whose signature alone may
+// fail, loudly). Copies passed over are added to rec.Restore.Skipped. ok is
+// false when no candidate is genuine.
+func (r *Runner) firstGenuine(ctx context.Context, rec *receipt.Receipt, d Destination, cands []Copy, opts RestoreOptions) (Copy, CheckedCopy, bool) {
+	for _, c := range cands {
+		j := r.judge(ctx, d, c)
+		for _, f := range j.findings {
+			r.Log.WarnContext(ctx, f.Message, "destination", d.Config.Name, "reason", f.Reason)
+		}
+		named := opts.VersionID != ""
+		if j.skip != nil && j.err == nil && !(named && j.sigOnly) {
+			rec.Restore.Skipped = append(rec.Restore.Skipped, *j.skip)
+			r.Log.WarnContext(ctx, "passed over a copy that is not genuine", "destination", d.Config.Name, "location", c.Location, "version_id", c.VersionID, "run_id", j.c.RunID, "reason", j.skip.Reason, "why", j.skip.Message)
+			if named {
+				return c, r.checkContent(ctx, d, j, r.Clock(), false), true
+			}
+			continue
+		}
+		if named && j.sigOnly {
+			r.Log.WarnContext(ctx, "--version-id names a copy whose receipt is not authenticated: it is used because it was named, on the strength of its checksums alone", "destination", d.Config.Name, "version_id", c.VersionID, "why", j.skip.Message)
+		}
+		return c, r.checkContent(ctx, d, j, r.Clock(), named), true
+	}
+	return Copy{}, CheckedCopy{}, false
+}
+
+func skippedAt(rec *receipt.Receipt, dest string) int {
+	n := 0
+	for _, s := range rec.Restore.Skipped {
+		if s.Destination == dest {
+			n++
+		}
+	}
+	return n
 }
 
 var errNoCopy = errors.New("no matching copy")
@@ -201,10 +257,10 @@ func choiceText(opts RestoreOptions) string {
 	return ""
 }
 
-// findCopy picks the chosen copy of the host/instance at one destination:
-// by version id, the newest at or before At, or the newest; a copy without
-// a receipt (never proven) is passed over unless named by version id.
-func (r *Runner) findCopy(ctx context.Context, d Destination, opts RestoreOptions) (Copy, error) {
+// findCopies returns the candidates for the chosen copy of the
+// host/instance at one destination, newest first: the copy with the
+// version id, else every copy stored at or before At (or every copy).
+func (r *Runner) findCopies(ctx context.Context, d Destination, opts RestoreOptions) ([]Copy, error) {
 	var found []Copy
 	instances := map[string]bool{}
 	_, err := walkHost(ctx, d, opts.Filter, 0, func(g *group) error {
@@ -215,17 +271,15 @@ func (r *Runner) findCopy(ctx context.Context, d Destination, opts RestoreOption
 				if c.VersionID == opts.VersionID {
 					found = append(found, c)
 				}
-			case !c.Receipt:
 			case opts.At != nil && c.Time.After(*opts.At):
 			default:
 				found = append(found, c)
-				return nil // newest first: the first that fits is the one
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return Copy{}, listError(d, err)
+		return nil, listError(d, err)
 	}
 	if opts.Filter.Instance == "" && len(instances) > 1 {
 		names := make([]string, 0, len(instances))
@@ -233,19 +287,19 @@ func (r *Runner) findCopy(ctx context.Context, d Destination, opts RestoreOption
 			names = append(names, n)
 		}
 		slices.Sort(names)
-		return Copy{}, exitcode.Wrap(exitcode.Usage, fmt.Errorf("host %s has copies of several instances at %s (%s): pass --instance NAME", opts.Filter.Host, d.Config.Name, strings.Join(names, ", ")))
+		return nil, exitcode.Wrap(exitcode.Usage, fmt.Errorf("host %s has copies of several instances at %s (%s): pass --instance NAME", opts.Filter.Host, d.Config.Name, strings.Join(names, ", ")))
 	}
-	switch len(found) {
-	case 0:
-		return Copy{}, fmt.Errorf("%s: %w of %s%s", d.Config.Name, errNoCopy, scopeNames(opts.Filter), choiceText(opts))
-	case 1:
-		return found[0], nil
+	switch {
+	case len(found) == 0:
+		return nil, fmt.Errorf("%s: %w of %s%s", d.Config.Name, errNoCopy, scopeNames(opts.Filter), choiceText(opts))
+	case opts.VersionID != "" && len(found) > 1:
+		keys := make([]string, len(found))
+		for i, c := range found {
+			keys[i] = c.Location
+		}
+		return nil, exitcode.Wrap(exitcode.Usage, fmt.Errorf("version id %q matches several copies at %s (%s): pass --instance or --destination to choose", opts.VersionID, d.Config.Name, strings.Join(keys, ", ")))
 	}
-	keys := make([]string, len(found))
-	for i, c := range found {
-		keys[i] = c.Location
-	}
-	return Copy{}, exitcode.Wrap(exitcode.Usage, fmt.Errorf("version id %q matches several copies at %s (%s): pass --instance or --destination to choose", opts.VersionID, d.Config.Name, strings.Join(keys, ", ")))
+	return found, nil
 }
 
 // apply restores the verified copy into SQL Server: the file is staged,

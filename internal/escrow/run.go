@@ -2,6 +2,7 @@ package escrow
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"github.com/keyescrow/keyescrow/internal/exitcode"
 	"github.com/keyescrow/keyescrow/internal/receipt"
 	"github.com/keyescrow/keyescrow/internal/secret"
+	"github.com/keyescrow/keyescrow/internal/sign"
 	"github.com/keyescrow/keyescrow/internal/sqlserver"
 	"github.com/keyescrow/keyescrow/internal/storage"
 )
@@ -60,6 +62,12 @@ type Runner struct {
 	Identities []age.Identity
 	// Hostname names this host for archive (backup uses the server's).
 	Hostname string
+	// Signer signs every stored receipt (signing.key_file); nil: receipts
+	// are stored unsigned.
+	Signer ed25519.PrivateKey
+	// Trust are the pinned public keys (trust.public_keys) a copy's receipt
+	// must be signed by to count; empty: receipts are not authenticated.
+	Trust sign.Trust
 	// ConnectRestore opens the SQL Server session restore --apply (the
 	// production server) or drill (the scratch server) restores into.
 	ConnectRestore func(ctx context.Context) (RestoreSQL, error)
@@ -232,18 +240,10 @@ func (r *Runner) archive(ctx context.Context, rec *receipt.Receipt, kf *keyFile,
 	copyErr := errors.Join(errs...)
 
 	// Store the receipt beside every proven copy, locked like it, also when
-	// another destination failed: its status and exit code say so.
-	rec.Status, rec.ExitCode = receipt.StatusOK, exitcode.OK
-	for _, d := range rec.Destinations {
-		if d.Status != receipt.DestVerified {
-			rec.Status = receipt.StatusFailed
-		}
-		if d.Error != nil && d.Error.Code > rec.ExitCode {
-			rec.ExitCode = d.Error.Code
-		}
-	}
-	rec.FinishedAt = r.Clock().UTC()
-	doc, err := rec.JSON()
+	// another destination failed. It states only what is proven now (each
+	// destination's copy verified or not) and never how the run ends: a
+	// receipt store may still fail, and the run's outcome is its exit code.
+	doc, err := r.storedReceipt(rec)
 	if err != nil {
 		return errors.Join(copyErr, err)
 	}
@@ -262,6 +262,23 @@ func (r *Runner) archive(ctx context.Context, rec *receipt.Receipt, kf *keyFile,
 		}
 	}
 	return errors.Join(copyErr, errors.Join(receiptErrs...))
+}
+
+// storedReceipt renders the receipt stored beside each copy, signed when a
+// signing key is configured.
+func (r *Runner) storedReceipt(rec *receipt.Receipt) ([]byte, error) {
+	payload, err := rec.Stored(r.Clock()).JSON()
+	if err != nil {
+		return nil, exitcode.Wrap(exitcode.Internal, fmt.Errorf("rendering the stored receipt: %w", err))
+	}
+	if r.Signer == nil {
+		return append(payload, '\n'), nil
+	}
+	doc, err := sign.Seal(r.Signer, payload)
+	if err != nil {
+		return nil, exitcode.Wrap(exitcode.Internal, fmt.Errorf("signing the stored receipt: %w", err))
+	}
+	return doc, nil
 }
 
 func storeReceipt(ctx context.Context, t target, key string, doc []byte) error {

@@ -12,6 +12,7 @@ import (
 	"github.com/keyescrow/keyescrow/internal/receipt"
 	"github.com/keyescrow/keyescrow/internal/sealed"
 	"github.com/keyescrow/keyescrow/internal/secret"
+	"github.com/keyescrow/keyescrow/internal/storage"
 )
 
 // sealedSuffix ends the key of the sealed password stored beside a copy.
@@ -81,12 +82,7 @@ func (r *Runner) openSealed(ctx context.Context, c Copy, cc *CheckedCopy) (pw se
 	if rec == nil || rec.Password == nil || rec.Password.Mode != receipt.PasswordSealed {
 		return secret.Value{}, false, nil
 	}
-	var side *receipt.Sidecar
-	for _, d := range rec.Destinations {
-		if d.Name == c.Destination && d.SealedPassword != nil {
-			side = d.SealedPassword
-		}
-	}
+	side := sealedEntry(rec, c.Destination, "")
 	if side == nil {
 		return secret.Value{}, true, exitcode.Wrap(exitcode.Verify, fmt.Errorf("%s: the receipt of %s says its password is sealed but names no sealed password at this destination", c.Destination, c.Location))
 	}
@@ -159,5 +155,49 @@ func (r *Runner) quorum(ctx context.Context, rec *receipt.Receipt, destErr error
 		return destErr
 	}
 	r.Log.WarnContext(ctx, "quorum met: the run succeeds without every destination", "verified", q.Verified, "require", need, "destinations", q.Destinations, "failures", destErr.Error())
+	return nil
+}
+
+// sealedEntry is the sealed password a receipt records for a copy: the
+// entry stored at location when one is, else the one of the destination
+// named name (the same destination under its configured name).
+func sealedEntry(rec *receipt.Receipt, name, location string) *receipt.Sidecar {
+	var byName *receipt.Sidecar
+	for _, d := range rec.Destinations {
+		switch sp := d.SealedPassword; {
+		case sp == nil:
+		case location != "" && sp.Location == location:
+			return sp
+		case d.Name == name:
+			byName = sp
+		}
+	}
+	return byName
+}
+
+// checkSealed proves, for verify and restore, that the sealed password
+// stored beside a copy is the one its receipt records: without it a sealed
+// copy cannot be opened, so a damaged one fails the copy (exit 6). Copies
+// made with a static password pass untouched.
+func checkSealed(ctx context.Context, d Destination, c Copy, rec *receipt.Receipt) error {
+	if rec == nil || rec.Password == nil || rec.Password.Mode != receipt.PasswordSealed {
+		return nil
+	}
+	t := target{name: d.Config.Name, backend: d.Backend}
+	key := sealedKey(c.Key)
+	side := sealedEntry(rec, d.Config.Name, d.Backend.Location(key))
+	if side == nil {
+		return verifyError(t, fmt.Sprintf("the receipt of %s says its password is sealed but names no sealed password at this destination", c.Location))
+	}
+	blob, err := download(ctx, d.Backend, key, side.VersionID, sealed.MaxSize)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return verifyErrorf(t, "the sealed password of %s (%s version %q) is missing: the copy cannot be opened: %w", c.Location, d.Backend.Location(key), side.VersionID, err)
+		}
+		return transferError("read the sealed password", t, key, err)
+	}
+	if sum := sha256.Sum256(blob); hex.EncodeToString(sum[:]) != side.SHA256 {
+		return verifyError(t, fmt.Sprintf("the sealed password of %s (%s version %q) has SHA-256 %x, its receipt records %s: it is damaged and the copy cannot be opened", c.Location, d.Backend.Location(key), side.VersionID, sum, side.SHA256))
+	}
 	return nil
 }

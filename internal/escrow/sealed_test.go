@@ -8,9 +8,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"filippo.io/age"
 
+	"github.com/keyescrow/keyescrow/internal/config"
 	"github.com/keyescrow/keyescrow/internal/exitcode"
 	"github.com/keyescrow/keyescrow/internal/mssqltest"
 	"github.com/keyescrow/keyescrow/internal/receipt"
@@ -152,6 +154,17 @@ func TestADamagedSealedPasswordIsRefused(t *testing.T) {
 	data[len(data)-3] ^= 1
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
+	}
+	// verify finds it: the copy cannot be opened, so it is not good.
+	e.runner.Config.MaxAge = config.Duration(24 * time.Hour)
+	aud, err := e.runner.Verify(testContext(t), VerifyOptions{Filter: Filter{Host: serverName}, Copies: 1, Destination: fileName})
+	// Its only copy is not good, so the host is also stale: the largest
+	// code (8) wins, and the damage is named.
+	if exitcode.Code(err) != exitcode.Stale || aud == nil || !strings.Contains(err.Error(), "sealed password") || !strings.Contains(err.Error(), "damaged") {
+		t.Errorf("verify of a damaged sealed password: %v, want exit 8 naming the damaged sealed password", err)
+	}
+	if _, err := e.runner.Verify(testContext(t), VerifyOptions{Filter: Filter{Host: serverName}, Copies: 1, Destination: memName}); err != nil {
+		t.Errorf("verify of the intact destination: %v", err)
 	}
 	opts := e.restoreOpts()
 	opts.Destination = fileName

@@ -9,7 +9,7 @@ import (
 
 // shareWithServer lets SQL Server read a staged key file. It stays closed
 // to other users: run as root, the file is given to the folder's owner (the
-// SQL Server service account, see the README's install); otherwise it is
+// SQL Server service account, see docs/operations.md); otherwise it is
 // opened to the folder's group (setgid keeps it the folder's), whose
 // default ACL already lets the service account in.
 func shareWithServer(path, dir string) {

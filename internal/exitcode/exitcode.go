@@ -1,4 +1,4 @@
-// Package exitcode owns the process exit codes of the contract in DESIGN.md
+// Package exitcode owns the process exit codes of the contract (docs/exit-codes.md)
 // and the error type that carries one. Code walks an error tree (wrapped and
 // joined errors) and returns the largest code it finds, so a run with several
 // failing destinations exits with the most serious one.

@@ -50,6 +50,8 @@ var families = []family{
 	{name: "keyescrow_copy_stale", help: "verify: 1 when the host/instance has no proven copy younger than max_age at the destination.", owner: "family"},
 	{name: "keyescrow_copies_checked", help: "verify: copies read back and re-hashed at the destination by the last verify run.", owner: "family"},
 	{name: "keyescrow_copies_failed", help: "verify: copies at the destination that did not verify in the last verify run.", owner: "family"},
+	{name: "keyescrow_copies_forged", help: "verify: copies and receipt versions at the destination that are evidence of tampering (a forged or unpinned signature, a receipt naming another copy, a second receipt version, an unsigned copy newer than the newest authenticated one) in the last verify run.", owner: "family"},
+	{name: "keyescrow_copies_skipped", help: "verify: copies at the destination not counted without being evidence of tampering (no receipt: a run that died after the write or is running; unsigned copies older than the newest authenticated one; delete markers) in the last verify run.", owner: "family"},
 }
 
 // Sample is one extra series value a command records (verify's per-host

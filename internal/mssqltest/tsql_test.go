@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keyescrow/keyescrow/internal/testutil"
 )
 
 // TestFreeTDSClientAgrees cross-checks the stand-in with an independent TDS
@@ -23,7 +25,7 @@ import (
 func TestFreeTDSClientAgrees(t *testing.T) {
 	tsql, err := exec.LookPath("tsql")
 	if err != nil {
-		skipOrFail(t, "FreeTDS tsql not installed (Debian package freetds-bin): %v", err)
+		testutil.Skip(t, "FreeTDS tsql not installed (Debian package freetds-bin): %v", err)
 	}
 	for _, tt := range []struct {
 		name string
@@ -90,7 +92,7 @@ func runTsql(t *testing.T, tsql string, srv *Server, user, input, home string) s
 func TestFreeTDSReadsAndDeletesAServerFile(t *testing.T) {
 	tsql, err := exec.LookPath("tsql")
 	if err != nil {
-		skipOrFail(t, "FreeTDS tsql not installed (Debian package freetds-bin): %v", err)
+		testutil.Skip(t, "FreeTDS tsql not installed (Debian package freetds-bin): %v", err)
 	}
 	srv := startServer(t, Config{Logins: []Login{{User: sysUser, Password: sysPass, Sysadmin: true}}})
 	dir := t.TempDir()

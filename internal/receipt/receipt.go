@@ -1,6 +1,6 @@
 // Package receipt owns the receipt of a run: the one JSON document (or the
 // few lines of text) keyescrow prints on stdout and stores beside every
-// archived key, whose fields are part of the contract in DESIGN.md.
+// archived key, whose fields are part of the contract (docs/receipt.md).
 package receipt
 
 import (
@@ -16,8 +16,12 @@ const KindServiceMasterKey = "service-master-key"
 
 // Run and destination statuses.
 const (
-	StatusOK       = "ok"
-	StatusFailed   = "failed"
+	StatusOK     = "ok"
+	StatusFailed = "failed"
+	// StatusProven is the status of a stored receipt (see Stored): the
+	// copies it lists as verified were proven when it was written. It
+	// never says how the run ended.
+	StatusProven   = "proven"
 	DestVerified   = "verified"
 	DestRefused    = "refused" // preflight: the destination does not meet policy; nothing written
 	DestFailed     = "failed"
@@ -39,17 +43,17 @@ type Receipt struct {
 	Waived       []string      `json:"waived"`
 	Destinations []Destination `json:"destinations"`
 	// Error is set when the run failed before or outside the destinations
-	// (configuration, SQL Server, lock, interruption). Extension of DESIGN.md.
+	// (configuration, SQL Server, lock, interruption). An extension (docs/receipt.md).
 	Error *Error `json:"error,omitempty"`
-	// ExitCode is the process exit code of the run. Extension of DESIGN.md.
+	// ExitCode is the process exit code of the run. An extension (docs/receipt.md).
 	ExitCode int `json:"exit_code"`
 	// ServerFile is the key file SQL Server wrote on its own disk in
-	// backup.remote mode, and whether keyescrow removed it. Extension of
-	// DESIGN.md; absent in local mode.
+	// backup.remote mode, and whether keyescrow removed it. An extension
+	// (docs/receipt.md); absent in local mode.
 	ServerFile *ServerFile `json:"server_file,omitempty"`
 	// Restore is what `restore` and `drill` did with the copy they fetched
 	// (the file and destinations then describe that copy and where it was
-	// proven). Extension of DESIGN.md; absent for backup and archive.
+	// proven). An extension (docs/receipt.md); absent for backup and archive.
 	Restore *Restore `json:"restore,omitempty"`
 	// Password says how the key file's password is kept (backup only).
 	// Extension.
@@ -111,7 +115,45 @@ type Restore struct {
 	Force bool `json:"force"`
 	// Drill: the server is the scratch server of a restore drill.
 	Drill bool `json:"drill"`
+	// Authenticated: the copy's receipt is signed by a pinned key
+	// (trust.public_keys); KeyID names it. False when no key is pinned, or
+	// when --version-id chose a copy whose receipt is not.
+	Authenticated bool   `json:"receipt_authenticated"`
+	KeyID         string `json:"key_id,omitempty"`
+	// Skipped are the newer copies passed over before the one restored
+	// (no receipt, not genuine, not authenticated), each with why.
+	Skipped []Skipped `json:"skipped,omitempty"`
 }
+
+// Skipped is a stored copy (or a version of a receipt) that was not counted
+// as genuine, and why.
+type Skipped struct {
+	Destination string `json:"destination"`
+	Location    string `json:"location"`
+	VersionID   string `json:"version_id"`
+	// RunID is the run that wrote it, as far as its name (or its receipt)
+	// tells: the name carries the first 8 hex digits.
+	RunID string `json:"run_id,omitempty"`
+	// Reason: unfinished (no receipt: the run died after the write, or is
+	// still running), unauthenticated (its receipt is not signed by a pinned
+	// key), forged (a signature that does not verify, or a receipt naming
+	// another version or file), tampered (a receipt name with a second
+	// version), hidden (a delete marker hides it), unreadable.
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+	// Evidence: this is evidence of tampering (verify exits 6).
+	Evidence bool `json:"evidence"`
+}
+
+// Reasons a copy is skipped.
+const (
+	SkipUnfinished      = "unfinished"
+	SkipUnauthenticated = "unauthenticated"
+	SkipForged          = "forged"
+	SkipTampered        = "tampered"
+	SkipHidden          = "hidden"
+	SkipUnreadable      = "unreadable"
+)
 
 // ServerFile is a key file on the SQL Server's disk (backup.remote).
 type ServerFile struct {
@@ -174,6 +216,59 @@ type Check struct {
 	Value  string `json:"value,omitempty"`
 	Result string `json:"result"` // pass, fail, waived, info
 	Detail string `json:"detail,omitempty"`
+}
+
+// Stored is the receipt kept beside every proven copy. It is written once
+// every destination's copy is proven or has failed, before the run ends, so
+// it states only what was proven then: status is always "proven" (never
+// "ok"), each destination says whether its copy was verified, and it has no
+// exit code. The run's outcome is the receipt printed on stdout, the exit
+// code and the metrics.
+type Stored struct {
+	Status     string    `json:"status"`
+	Tool       string    `json:"tool"`
+	Version    string    `json:"version"`
+	RunID      string    `json:"run_id"`
+	Host       string    `json:"host"`
+	Instance   string    `json:"instance"`
+	Kind       string    `json:"kind"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"` // when this receipt was written, not the run's end
+	File       *File     `json:"file"`
+	Waived     []string  `json:"waived"`
+	// Destinations: every destination of the run as it stood; a
+	// destination whose receipt is later refused still reads "verified"
+	// here, because its copy was.
+	Destinations []Destination `json:"destinations"`
+	// Password says how the key file's password is kept (sealed: to whom).
+	Password *Password `json:"password,omitempty"`
+	Scope    string    `json:"scope"`
+}
+
+// StoredScope is the Scope member of every stored receipt, for people who
+// read one without the documentation.
+const StoredScope = "states the copies proven when it was written; the run's outcome is its exit code and printed receipt"
+
+// Stored returns the stored form of the receipt as it stands at at.
+func (r *Receipt) Stored(at time.Time) *Stored {
+	s := &Stored{
+		Status: StatusProven, Tool: r.Tool, Version: r.Version, RunID: r.RunID, Host: r.Host, Instance: r.Instance,
+		Kind: r.Kind, StartedAt: r.StartedAt, FinishedAt: at.UTC(), File: r.File, Waived: r.Waived,
+		Destinations: r.Destinations, Password: r.Password, Scope: StoredScope,
+	}
+	if s.Waived == nil {
+		s.Waived = []string{}
+	}
+	if s.Destinations == nil {
+		s.Destinations = []Destination{}
+	}
+	return s
+}
+
+// JSON renders the stored receipt as one indented JSON object, without a
+// trailing newline (the exact bytes a signature covers).
+func (s *Stored) JSON() ([]byte, error) {
+	return json.MarshalIndent(s, "", "  ")
 }
 
 // JSON renders the receipt as one indented JSON document with a newline.
@@ -248,6 +343,14 @@ func (r *Receipt) WriteText(w io.Writer) error {
 		}
 		if x.Applied {
 			fmt.Fprintf(&b, "  %s %s\n", what, x.Server)
+		}
+		for _, s := range x.Skipped {
+			fmt.Fprintf(&b, "  passed over (%s): %s\n", s.Reason, s.Message)
+		}
+		if x.Authenticated {
+			fmt.Fprintf(&b, "  receipt authenticated: signed by pinned key %s\n", x.KeyID)
+		} else {
+			b.WriteString("  receipt not authenticated (no pinned key vouches for it)\n")
 		}
 	}
 	if r.Error != nil {

@@ -61,12 +61,7 @@ func newStandin(t *testing.T, cfg mssqltest.Config) *mssqltest.Server {
 			{User: "reader", Password: testLoginPW},
 		}
 	}
-	srv, err := mssqltest.NewServer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	return srv
+	return mssqltest.Start(t, cfg)
 }
 
 func open(t *testing.T, dsn string) *Client {

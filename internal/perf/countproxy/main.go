@@ -32,10 +32,9 @@ func main() {
 	portFile := flag.String("port-file", "", "write the proxy's port here")
 	controlFile := flag.String("control-file", "", "write the control port here")
 	flag.Parse()
-	if err := run(*upstream, *ca, *cert, *key, *portFile, *controlFile); err != nil {
-		fmt.Fprintln(os.Stderr, "countproxy:", err)
-		os.Exit(1)
-	}
+	// run serves until it fails: it returns only an error.
+	fmt.Fprintln(os.Stderr, "countproxy:", run(*upstream, *ca, *cert, *key, *portFile, *controlFile))
+	os.Exit(1)
 }
 
 func run(upstream, ca, cert, key, portFile, controlFile string) error {

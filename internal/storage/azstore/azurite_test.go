@@ -17,6 +17,7 @@ import (
 	"github.com/keyescrow/keyescrow/internal/storage"
 	"github.com/keyescrow/keyescrow/internal/storage/storagetest"
 	"github.com/keyescrow/keyescrow/internal/testsrv/azurite"
+	"github.com/keyescrow/keyescrow/internal/testutil"
 )
 
 func putOpts(data []byte) storage.PutOptions {
@@ -42,7 +43,7 @@ func TestConformanceAgainstAzurite(t *testing.T) {
 	})
 	t.Run("https oauth", func(t *testing.T) {
 		srv := azurite.Start(t, azurite.Options{HTTPS: true})
-		tok := azurite.StartTokenServer(t, srv.TLS, "11111111-2222-3333-4444-555555555555", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "client-Secret~"+randHex(8))
+		tok := azurite.StartTokenServer(t, srv.TLS, "11111111-2222-3333-4444-555555555555", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "client-Secret~"+testutil.RandHex(8))
 		storagetest.Run(t, storagetest.Harness{New: func(t *testing.T) storage.Backend {
 			hc, _ := countingClient(t, srv.CAFile)
 			s := open(t, srv, newContainer(t, srv), oauth(tok), hc)
@@ -63,7 +64,7 @@ func oauth(tok *azurite.TokenServer) Auth {
 
 func TestAzuriteWrites(t *testing.T) {
 	srv := azurite.Start(t, azurite.Options{HTTPS: true})
-	tok := azurite.StartTokenServer(t, srv.TLS, "11111111-2222-3333-4444-555555555555", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "client-Secret~"+randHex(8))
+	tok := azurite.StartTokenServer(t, srv.TLS, "11111111-2222-3333-4444-555555555555", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "client-Secret~"+testutil.RandHex(8))
 
 	t.Run("a put with a wrong Content-MD5 is refused by the service with ErrChecksum and nothing is stored", func(t *testing.T) {
 		s := open(t, srv, newContainer(t, srv), sharedKey(), nil)
@@ -171,7 +172,7 @@ func blobRequests(reqs []string) []string {
 
 func TestAzuritePreflight(t *testing.T) {
 	srv := azurite.Start(t, azurite.Options{HTTPS: true})
-	tok := azurite.StartTokenServer(t, srv.TLS, "11111111-2222-3333-4444-555555555555", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "client-Secret~"+randHex(8))
+	tok := azurite.StartTokenServer(t, srv.TLS, "11111111-2222-3333-4444-555555555555", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "client-Secret~"+testutil.RandHex(8))
 	hc, _ := countingClient(t, srv.CAFile)
 
 	t.Run("Azurite proves neither immutability nor versioning, and the region needs resource_id", func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/keyescrow/keyescrow/internal/testsrv/azurite"
+	"github.com/keyescrow/keyescrow/internal/testutil"
 )
 
 // BenchmarkAzuriteWriteAndProve measures one copy as the pipeline makes
@@ -14,10 +15,10 @@ import (
 // 2 KiB key file, and reports the requests per copy.
 func BenchmarkAzuriteWriteAndProve(b *testing.B) {
 	srv := azurite.Start(b, azurite.Options{HTTPS: true})
-	tok := azurite.StartTokenServer(b, srv.TLS, "11111111-2222-3333-4444-555555555555", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "s~"+randHex(6))
+	tok := azurite.StartTokenServer(b, srv.TLS, "11111111-2222-3333-4444-555555555555", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "s~"+testutil.RandHex(6))
 	hc, cnt := countingClientB(b, srv.CAFile)
-	name := "bench" + randHex(6)
-	if _, err := adminContainerB(b, srv, name).Create(b.Context(), nil); err != nil {
+	name := "bench" + testutil.RandHex(6)
+	if _, err := srv.Container(b, name).Create(b.Context(), nil); err != nil {
 		b.Fatal(err)
 	}
 	cred, err := NewCredential(oauth(tok), hc)

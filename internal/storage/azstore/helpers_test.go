@@ -2,8 +2,6 @@ package azstore
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"net/http"
 	"strings"
 	"sync"
@@ -17,6 +15,7 @@ import (
 	"github.com/keyescrow/keyescrow/internal/secret"
 	"github.com/keyescrow/keyescrow/internal/storage"
 	"github.com/keyescrow/keyescrow/internal/testsrv/azurite"
+	"github.com/keyescrow/keyescrow/internal/testutil"
 )
 
 // counter counts the requests an http.Client sends, per host.
@@ -70,36 +69,14 @@ func countingClientB(t testing.TB, caFile string) (*http.Client, *counter) {
 // and returns its name.
 func newContainer(t *testing.T, srv *azurite.Server) string {
 	t.Helper()
-	name := "t" + randHex(8)
-	c := adminContainer(t, srv, name)
+	name := "t" + testutil.RandHex(8)
+	c := srv.Container(t, name)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	if _, err := c.Create(ctx, nil); err != nil {
 		t.Fatalf("creating container %s: %v", name, err)
 	}
 	return name
-}
-
-// adminContainer is a container client with the development key.
-func adminContainer(t *testing.T, srv *azurite.Server, name string) *container.Client {
-	return adminContainerB(t, srv, name)
-}
-
-func adminContainerB(t testing.TB, srv *azurite.Server, name string) *container.Client {
-	t.Helper()
-	hc, err := NewHTTPClient(srv.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := container.NewSharedKeyCredential(azurite.AccountName, azurite.AccountKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := container.NewClientWithSharedKeyCredential(srv.AccountURL+"/"+name, key, &container.ClientOptions{ClientOptions: clientOptions(hc)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 // containerSAS returns a service SAS for the container with perms.
@@ -140,12 +117,6 @@ func open(t *testing.T, srv *azurite.Server, name string, a Auth, hc *http.Clien
 		t.Fatal(err)
 	}
 	return s
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 func ctxT(t *testing.T) context.Context {

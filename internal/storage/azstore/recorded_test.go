@@ -13,6 +13,7 @@ import (
 	"github.com/keyescrow/keyescrow/internal/storage/azstore/recorded"
 	"github.com/keyescrow/keyescrow/internal/storage/storagetest"
 	"github.com/keyescrow/keyescrow/internal/testsrv/azurite"
+	"github.com/keyescrow/keyescrow/internal/testutil"
 )
 
 // recordedStore opens a Store on a recorded Azure account with OAuth from
@@ -23,7 +24,7 @@ func recordedStore(t *testing.T, o recorded.Options) (*Store, *recorded.Server, 
 		o.Container = "sqlkeys"
 	}
 	srv := recorded.Start(t, o)
-	tok := azurite.StartTokenServer(t, srv.TLS, "11111111-2222-3333-4444-555555555555", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "s~"+randHex(6))
+	tok := azurite.StartTokenServer(t, srv.TLS, "11111111-2222-3333-4444-555555555555", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "s~"+testutil.RandHex(6))
 	hc, cnt := countingClient(t, srv.TLS.CA)
 	cred, err := NewCredential(oauth(tok), hc)
 	if err != nil {
@@ -145,8 +146,8 @@ func lockedWriteHolds(t *testing.T, s *Store, cnt *counter, mode string, hold bo
 		t.Fatal(err)
 	}
 	cnt.take()
-	prefix := "keyescrow-test/" + randHex(6) + "/"
-	data := []byte("service master key " + randHex(4))
+	prefix := "keyescrow-test/" + testutil.RandHex(6) + "/"
+	data := []byte("service master key " + testutil.RandHex(4))
 	o := putOpts(data)
 	until := time.Now().Add(lock).Truncate(time.Second).UTC()
 	o.Retention, o.LegalHold = &storage.Retention{Mode: mode, Until: until}, hold

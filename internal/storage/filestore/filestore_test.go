@@ -242,5 +242,3 @@ func TestPreflightReportsAFolderAsNotWORM(t *testing.T) {
 		t.Errorf("Preflight wrote %d entries", len(entries))
 	}
 }
-
-func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -108,7 +109,7 @@ func TestOSErrorsTranslateToStorageSentinels(t *testing.T) {
 		if !errors.Is(got, tc.want) || !errors.Is(got, tc.err) {
 			t.Errorf("translateError(%v) = %v, want it to wrap %v and the OS error", tc.err, got, tc.want)
 		}
-		if tc.says != "" && !contains(got.Error(), tc.says) {
+		if tc.says != "" && !strings.Contains(got.Error(), tc.says) {
 			t.Errorf("translateError(%v) = %q, want it to say %q", tc.err, got, tc.says)
 		}
 	}

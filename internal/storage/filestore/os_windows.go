@@ -53,7 +53,7 @@ func syncDir(string) error { return nil }
 var (
 	errReadOnlyVolume = errors.New("the volume is read-only")
 	errReadOnlyAttr   = errors.New("the folder has the read-only attribute")
-	errCannotTell     = errors.New("Windows ACLs are not evaluated without writing")
+	errCannotTell     = errors.New("the folder's Windows ACLs are not evaluated without writing")
 )
 
 // probeWritable checks, without writing, whether the volume is read-only

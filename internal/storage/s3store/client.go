@@ -28,6 +28,10 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	log := o.Log
+	if log == nil {
+		log = discard
+	}
 	loads := []func(*config.LoadOptions) error{
 		config.WithRegion(o.Region),
 		config.WithHTTPClient(httpClient),
@@ -36,6 +40,7 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		// pipeline re-hashes the bytes and must see a difference as such).
 		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
 		config.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired),
+		config.WithLogger(sdkLogger{log}),
 	}
 	if o.Profile != "" {
 		loads = append(loads, config.WithSharedConfigProfile(o.Profile))
@@ -69,10 +74,6 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		// the pipeline validates by re-hashing, so the warning is noise.
 		so.DisableLogOutputChecksumValidationSkipped = true
 	})
-	log := o.Log
-	if log == nil {
-		log = discard
-	}
 	return &Store{opts: o, client: client, log: log}, nil
 }
 

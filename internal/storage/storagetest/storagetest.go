@@ -10,7 +10,6 @@ package storagetest
 
 import (
 	"context"
-	"os"
 	"slices"
 	"testing"
 	"time"
@@ -89,16 +88,6 @@ func Run(t *testing.T, h Harness) {
 // cases lists the suite; the order does not matter.
 func cases() []testCase {
 	return slices.Concat(basicCases(), versionCases(), listCases(), safetyCases())
-}
-
-// Skip skips t for reason, or fails it when KEYESCROW_TEST_DISALLOW_SKIP=1
-// (CI), so that a skip there is a failure.
-func Skip(t testing.TB, reason string) {
-	t.Helper()
-	if os.Getenv("KEYESCROW_TEST_DISALLOW_SKIP") == "1" {
-		t.Fatalf("skip not allowed (KEYESCROW_TEST_DISALLOW_SKIP=1): %s", reason)
-	}
-	t.Skip(reason)
 }
 
 // testTimeout bounds every case so a hung backend fails instead of hanging.

@@ -19,9 +19,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyescrow/keyescrow/internal/storage/storagetest"
 	"github.com/keyescrow/keyescrow/internal/testsrv"
 	"github.com/keyescrow/keyescrow/internal/testtls"
+	"github.com/keyescrow/keyescrow/internal/testutil"
 )
 
 // Azurite's well-known development account.
@@ -66,7 +66,7 @@ func Bin() (string, error) {
 	}
 	bin := filepath.Join(root, ".tools", "azurite", "node_modules", ".bin", name)
 	if _, err := os.Stat(bin); err != nil {
-		return "", fmt.Errorf("Azurite is not installed at %s: run `make tools-azurite` (deploy/dev/azurite.sh install)", bin)
+		return "", fmt.Errorf("azurite is not installed at %s: run `make tools-azurite` (deploy/dev/azurite.sh install)", bin)
 	}
 	return bin, nil
 }
@@ -90,13 +90,13 @@ func repoRoot() (string, error) {
 
 // Start runs Azurite for the test; it is stopped by its PID and its data
 // removed when the test ends. When Azurite is not installed the test is
-// skipped through storagetest.Skip (a failure under
+// skipped through testutil.Skip (a failure under
 // KEYESCROW_TEST_DISALLOW_SKIP=1).
 func Start(t testing.TB, o Options) *Server {
 	t.Helper()
 	bin, err := Bin()
 	if err != nil {
-		storagetest.Skip(t, err.Error())
+		testutil.Skip(t, "%v", err)
 	}
 	dir := t.TempDir()
 	s := &Server{DataDir: filepath.Join(dir, "data")}

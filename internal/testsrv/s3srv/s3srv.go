@@ -3,16 +3,14 @@
 // — on free 127.0.0.1 ports over HTTPS with a throw-away certificate, in a
 // chosen region; creates buckets with or without versioning and Object Lock
 // through an admin client; and stops each server by its PID when the test
-// ends. A server that is not installed is reported with storagetest.Skip,
+// ends. A server that is not installed is reported with testutil.Skip,
 // which fails under KEYESCROW_TEST_DISALLOW_SKIP=1.
 package s3srv
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -30,9 +28,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
-	"github.com/keyescrow/keyescrow/internal/storage/storagetest"
 	"github.com/keyescrow/keyescrow/internal/testsrv"
 	"github.com/keyescrow/keyescrow/internal/testtls"
+	"github.com/keyescrow/keyescrow/internal/testutil"
 )
 
 // Kind names a server.
@@ -111,14 +109,14 @@ func Start(t testing.TB, kind Kind, region string) *Server {
 	t.Helper()
 	bin := Binary(kind)
 	if bin == "" {
-		storagetest.Skip(t, fmt.Sprintf("%s is not installed in %s: run make tools-s3 (deploy/dev/s3-servers.sh install)", kind, ToolsBin()))
+		testutil.Skip(t, "%s is not installed in %s: run make tools-s3 (deploy/dev/s3-servers.sh install)", kind, ToolsBin())
 	}
 	dir, err := os.MkdirTemp("", "keyescrow-"+string(kind)+"-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := &Server{Kind: kind, Region: region, dir: dir, done: make(chan struct{}),
-		AccessKey: "ke" + randHex(8), SecretKey: randHex(20), logPath: filepath.Join(dir, "server.log")}
+		AccessKey: "ke" + testutil.RandHex(8), SecretKey: testutil.RandHex(20), logPath: filepath.Join(dir, "server.log")}
 	t.Cleanup(func() {
 		s.Stop()
 		_ = os.RemoveAll(dir)
@@ -310,7 +308,7 @@ type Bucket struct {
 // NewBucket creates a bucket with a unique name and returns the name.
 func (s *Server) NewBucket(t testing.TB, b Bucket) string {
 	t.Helper()
-	name := "ke-" + randHex(6)
+	name := "ke-" + testutil.RandHex(6)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := s.CreateBucket(ctx, name, b); err != nil {
@@ -346,10 +344,4 @@ func (s *Server) CreateBucket(ctx context.Context, name string, b Bucket) error 
 		}
 	}
 	return nil
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -8,16 +8,10 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"time"
-
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
 	"github.com/keyescrow/keyescrow/internal/testsrv/azurite"
 )
@@ -37,24 +31,7 @@ func run(accountURL, caFile, name string) error {
 	if accountURL == "" || name == "" {
 		return fmt.Errorf("-account-url and -container are required")
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return err
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("%s holds no PEM certificate", caFile)
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	}
-	key, err := container.NewSharedKeyCredential(azurite.AccountName, azurite.AccountKey)
-	if err != nil {
-		return err
-	}
-	c, err := container.NewClientWithSharedKeyCredential(accountURL+"/"+name, key,
-		&container.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: &http.Client{Transport: tr}}})
+	c, err := azurite.AdminContainer(accountURL, caFile, name)
 	if err != nil {
 		return err
 	}
