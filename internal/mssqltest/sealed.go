@@ -7,7 +7,6 @@ import (
 	"crypto/subtle"
 	"crypto/x509"
 	"encoding/binary"
-	"errors"
 )
 
 // The stand-in's database master key, private key (.pvk) and PFX backup
@@ -153,5 +152,3 @@ func sealPFX(der, pkcs8 []byte, password string) ([]byte, error) {
 	p = append(p, pkcs8...)
 	return seal(magicPFX, p, password)
 }
-
-var errNoKey = errors.New("mssqltest: no private key")

@@ -125,7 +125,7 @@ func TestFreeTDSReadsAndDeletesAServerFile(t *testing.T) {
 func TestFreeTDSReadsTheHierarchy(t *testing.T) {
 	tsql, err := exec.LookPath("tsql")
 	if err != nil {
-		skipOrFail(t, "FreeTDS tsql not installed (Debian package freetds-bin): %v", err)
+		testutil.Skip(t, "FreeTDS tsql not installed (Debian package freetds-bin): %v", err)
 	}
 	srv := startServer(t, hierarchyConfig())
 	dir := t.TempDir()
