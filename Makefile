@@ -78,6 +78,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzBackupStatementRoundTrip$$' -fuzztime 200000x ./internal/sqlserver/
 	$(GO) test -run '^$$' -fuzz '^FuzzRemoteStatementsRoundTrip$$' -fuzztime 200000x ./internal/sqlserver/
 	$(GO) test -run '^$$' -fuzz '^FuzzRestoreStatementRoundTrip$$' -fuzztime 200000x ./internal/sqlserver/
+	$(GO) test -run '^$$' -fuzz '^FuzzHierarchyStatementsRoundTrip$$' -fuzztime 200000x ./internal/sqlserver/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseBackupServiceMasterKey$$' -fuzztime 200000x ./internal/mssqltest/
 
 windows:

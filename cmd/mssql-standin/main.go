@@ -3,12 +3,15 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/keyescrow/keyescrow/internal/mssqltest"
@@ -36,6 +39,9 @@ func main() {
 		return nil
 	})
 	smkBroken := flag.Bool("smk-undecryptable", false, "the current service master key itself no longer decrypts: RESTORE SERVICE MASTER KEY fails with Msg 15329 unless FORCE")
+	hierarchy := flag.String("hierarchy", "", `JSON file of databases, master keys, certificates and TDE: {"databases": [{"name": "Sales", "tde_certificate": "TDECert", "master_key": {"password": "…", "no_service_master_key": false}, "certificates": [{"name": "…", "private_key": "MK|PW|NA", "password": "…", "expiry": "2030-01-01T00:00:00Z"}]}]} (passwords live in this file, never on the command line)`)
+	version := flag.String("product-version", "", "SERVERPROPERTY('ProductVersion'), e.g. 15.0.4355.3 for SQL Server 2019 (no FORMAT = 'PFX'); default 16.0.4135.4")
+	ownedDBs := flag.String("owned-databases", "", "comma-separated databases the login owns (CONTROL on them) when it lacks CONTROL SERVER")
 	portFile := flag.String("port-file", "", "write the port number to this file")
 	verbose := flag.Bool("v", false, "debug log to stderr")
 	flag.Parse()
@@ -58,8 +64,21 @@ func main() {
 	if *smkBroken {
 		broken = append([]mssqltest.Undecryptable{{Kind: mssqltest.SecretServiceMasterKey}}, broken...)
 	}
+	var dbs []mssqltest.Database
+	if *hierarchy != "" {
+		var err error
+		if dbs, err = readHierarchy(*hierarchy); err != nil {
+			log.Fatalf("--hierarchy: %v", err)
+		}
+	}
+	var owned []string
+	if *ownedDBs != "" {
+		owned = strings.Split(*ownedDBs, ",")
+	}
 	cfg := mssqltest.Config{
-		Logins:               []mssqltest.Login{{User: *user, Password: password, ControlServer: !*noControl, Sysadmin: *sysadmin, DenyBulk: *denyBulk}},
+		Logins:               []mssqltest.Login{{User: *user, Password: password, ControlServer: !*noControl, Sysadmin: *sysadmin, DenyBulk: *denyBulk, Databases: owned}},
+		ProductVersion:       *version,
+		Databases:            dbs,
 		ServerName:           *serverName,
 		InstanceName:         *instance,
 		Encryption:           mode,
@@ -86,4 +105,23 @@ func main() {
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	<-sig
 	srv.Close()
+}
+
+// readHierarchy reads the --hierarchy file: {"databases": [...]} with the
+// fields of mssqltest.Database; an unknown field is an error, so a typo
+// never passes silently.
+func readHierarchy(path string) ([]mssqltest.Database, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var f struct {
+		Databases []mssqltest.Database `json:"databases"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return f.Databases, nil
 }

@@ -22,6 +22,11 @@ type conn struct {
 	login   Login
 	// shortRead is the ShortRead of the fault firing for this batch.
 	shortRead int
+	// db is the session's current database (USE); open holds the database
+	// master keys opened with OPEN MASTER KEY in this session, by database.
+	db      string
+	loginDB string
+	open    map[*dbState]*mkState
 }
 
 const handshakeTimeout = 30 * time.Second

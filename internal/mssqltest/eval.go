@@ -11,6 +11,9 @@ type facts struct {
 	props   map[string]value // SERVERPROPERTY names, upper case
 	globals map[string]value // @@ names, upper case
 	login   Login
+	// hasDB tells whether a database exists (HAS_PERMS_BY_NAME on a
+	// database securable is NULL for a missing one).
+	hasDB func(string) bool
 }
 
 // evalSelect evaluates a parsed SELECT list into one row.
@@ -76,6 +79,13 @@ func evalExpr(e *expr, f facts) (value, error) {
 		return f.props[strings.ToUpper(e.s)], nil
 	case "perms":
 		name := strings.ToUpper(strings.Join(strings.Fields(e.s), " "))
+		if strings.EqualFold(e.class, "DATABASE") {
+			// CONTROL on a database: through CONTROL SERVER or ownership.
+			if f.hasDB == nil || !f.hasDB(e.securable) || name != "CONTROL" {
+				return nil, nil
+			}
+			return boolInt(f.login.canControl(e.securable)), nil
+		}
 		if name == "ADMINISTER BULK OPERATIONS" {
 			return boolInt(f.login.administerBulk()), nil
 		}

@@ -31,6 +31,9 @@ func (c *conn) exec(kind StatementKind, sql string, t *tokens) {
 		t.done(tokDone, doneCount, curCmdSelect, 1)
 	case KindReadFile:
 		c.readFile(sql, t)
+	case KindCatalog, KindUse, KindOpenMasterKey, KindCloseMasterKey, KindBackupMasterKey,
+		KindRestoreMasterKey, KindBackupCertificate, KindCreateCertificate:
+		c.execHierarchy(kind, sql, t)
 	case KindDeleteFiles:
 		c.execProcedure(sql, t)
 	case KindBackupSMK:
@@ -108,6 +111,7 @@ func (c *conn) facts() facts {
 	if s.cfg.InstanceName != "" {
 		inst = s.cfg.InstanceName
 	}
+	maj, mnr, _ := s.versionParts()
 	engine := int64(3) // Enterprise / Developer
 	switch {
 	case strings.Contains(s.cfg.Edition, "Standard"):
@@ -121,9 +125,12 @@ func (c *conn) facts() facts {
 			"SERVERNAME":     s.cfg.ServerName,
 			"INSTANCENAME":   inst,
 			"PRODUCTVERSION": s.cfg.ProductVersion,
-			"EDITION":        s.cfg.Edition,
-			"PRODUCTLEVEL":   "RTM",
-			"ENGINEEDITION":  engine,
+			// SQL Server 2012 and later.
+			"PRODUCTMAJORVERSION": itoa(maj),
+			"PRODUCTMINORVERSION": itoa(mnr),
+			"EDITION":             s.cfg.Edition,
+			"PRODUCTLEVEL":        "RTM",
+			"ENGINEEDITION":       engine,
 		},
 		globals: map[string]value{
 			"@@SERVERNAME": s.cfg.ServerName,
@@ -131,6 +138,11 @@ func (c *conn) facts() facts {
 			"@@SPID":       int64(c.spid),
 		},
 		login: c.login,
+		hasDB: func(name string) bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.findDB(name) != nil
+		},
 	}
 }
 

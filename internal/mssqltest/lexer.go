@@ -21,6 +21,8 @@ type token struct {
 	kind tokKind
 	text string // source text (for "Incorrect syntax near")
 	val  string // string literal value, word or number text
+	// quoted: a delimited identifier ([x] or "x"), never a keyword.
+	quoted bool
 }
 
 // sqlError is a T-SQL compile error reported to the client.
@@ -86,18 +88,30 @@ func lex(sql string) ([]token, error) {
 			if c == '"' {
 				closer = '"'
 			}
+			// A delimited identifier: the closer doubled stands for itself
+			// ("]]" in [...], `""` in "..."), as in T-SQL's QUOTENAME.
 			start := i
 			i++
 			var b strings.Builder
-			for i < len(rs) && rs[i] != closer {
+			closed := false
+			for i < len(rs) {
+				if rs[i] == closer {
+					if i+1 < len(rs) && rs[i+1] == closer {
+						b.WriteRune(closer)
+						i += 2
+						continue
+					}
+					closed = true
+					break
+				}
 				b.WriteRune(rs[i])
 				i++
 			}
-			if i == len(rs) {
+			if !closed {
 				return nil, syntaxError(string(rs[start:]))
 			}
 			i++
-			out = append(out, token{kind: tWord, text: string(rs[start:i]), val: b.String()})
+			out = append(out, token{kind: tWord, text: string(rs[start:i]), val: b.String(), quoted: true})
 		case unicode.IsDigit(c):
 			start := i
 			for i < len(rs) && unicode.IsDigit(rs[i]) {
@@ -148,7 +162,7 @@ func (p *parser) errHere() error {
 
 func (p *parser) isWord(w string) bool {
 	t := p.peek()
-	return t.kind == tWord && strings.EqualFold(t.val, w)
+	return t.kind == tWord && !t.quoted && strings.EqualFold(t.val, w)
 }
 
 func (p *parser) isPunct(c string) bool {

@@ -72,6 +72,7 @@ func (c *conn) loginReply(database string, packetSize int) tokens {
 	if database == "" {
 		database = "master"
 	}
+	c.db, c.loginDB = database, database
 	t.envString(envDatabase, database, "master")
 	t.message(tokInfo, Error{Number: 5701, State: 2, Class: 0,
 		Message: fmt.Sprintf("Changed database context to '%s'.", database)}, s.cfg.ServerName)

@@ -2,8 +2,11 @@
 // net/http/httptest: a small server on 127.0.0.1 that speaks the real TDS
 // wire protocol (PRELOGIN, TLS inside PRELOGIN or TDS 8 strict, LOGIN7, SQL
 // batches, attention) well enough for github.com/microsoft/go-mssqldb and
-// FreeTDS. It understands a few SELECT expressions and BACKUP / RESTORE
-// SERVICE MASTER KEY, writing key files in its own format (see OpenKeyFile).
+// FreeTDS. It understands a few SELECT expressions, BACKUP / RESTORE
+// SERVICE MASTER KEY, writing key files in its own format (see OpenKeyFile),
+// and the hierarchy below it: databases, database master keys, certificates
+// and TDE (hierarchy.go), their catalog views and their BACKUP, RESTORE,
+// OPEN and CREATE … FROM FILE statements.
 package mssqltest
 
 import (
@@ -54,6 +57,12 @@ type Login struct {
 	// DenyBulk: DENY ADMINISTER BULK OPERATIONS TO the login. A DENY wins
 	// over CONTROL SERVER (not over sysadmin), as on a real server.
 	DenyBulk bool
+	// Databases the login owns (db_owner: CONTROL on the database) without
+	// CONTROL SERVER. CONTROL SERVER covers every database.
+	Databases []string
+	// ViewServerState: VIEW SERVER STATE granted (sys.dm_database_encryption_keys
+	// needs it); CONTROL SERVER implies it.
+	ViewServerState bool
 }
 
 // controlServer reports CONTROL SERVER, held directly or through sysadmin.
@@ -91,6 +100,9 @@ type Config struct {
 	// changes nothing; with FORCE it replaces the key, warns about each
 	// (15585, 15584, 15593 as informational messages) and they are lost.
 	Undecryptable []Undecryptable
+	// Databases are the user databases and the keys of every database
+	// (see hierarchy.go); master, tempdb, model and msdb always exist.
+	Databases []Database
 	// MapPath maps a server-side path to a local one; nil = identity.
 	MapPath func(serverPath string) (string, error)
 	// Logf is an optional debug log. It never receives passwords or statement text.
@@ -130,6 +142,7 @@ type Server struct {
 	faults   []*faultEntry
 	conns    map[net.Conn]struct{}
 	nextSPID uint16
+	dbs      []*dbState
 
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -157,6 +170,9 @@ func NewServer(cfg Config) (*Server, error) {
 		broken: append([]Undecryptable(nil), cfg.Undecryptable...)}
 	s.smk = make([]byte, smkLen)
 	if _, err := rand.Read(s.smk); err != nil {
+		return nil, err
+	}
+	if err := s.initHierarchy(cfg.Clock()); err != nil {
 		return nil, err
 	}
 	if cfg.Certificate != nil {

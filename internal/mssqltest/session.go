@@ -92,7 +92,12 @@ func (c *conn) batch(m message, msgs <-chan message) (keep bool, err error) {
 	s.logf("mssqltest: spid %d: batch kind=%s", c.spid, kind)
 	var t tokens
 	if m.status&statusResetConnection != 0 {
+		// RESETCONNECTION (MS-TDS 2.2.3.1.3, the work of
+		// sp_reset_connection): the session's state goes back to that of
+		// the login, its database and no opened master key (the keys:
+		// unconfirmed).
 		t.envBytes(envResetAck, nil, nil)
+		c.db, c.open = c.loginDB, nil
 	}
 	c.shortRead = 0
 	if f, ok := s.takeFault(kind); ok {

@@ -33,12 +33,17 @@ func classify(sql string) StatementKind {
 	switch {
 	case p.isWord("SELECT") && hasWord(toks, "OPENROWSET"):
 		return KindReadFile
+	case p.isWord("SELECT") && hasWord(toks, "FROM"):
+		return KindCatalog
 	case p.isWord("SELECT"):
 		return KindSelect
 	case (p.isWord("EXEC") || p.isWord("EXECUTE")) && hasWord(toks, "XP_DELETE_FILES"):
 		return KindDeleteFiles
 	case p.words("BACKUP", "SERVICE", "MASTER", "KEY") == nil:
 		return KindBackupSMK
+	}
+	if k, ok := classifyHierarchy(toks); ok {
+		return k
 	}
 	p = &parser{toks: toks}
 	if p.words("RESTORE", "SERVICE", "MASTER", "KEY") == nil {
@@ -50,7 +55,7 @@ func classify(sql string) StatementKind {
 // hasWord reports whether a word token (not a string) is w, in any case.
 func hasWord(toks []token, w string) bool {
 	for _, t := range toks {
-		if t.kind == tWord && strings.EqualFold(t.val, w) {
+		if t.kind == tWord && !t.quoted && strings.EqualFold(t.val, w) {
 			return true
 		}
 	}
@@ -134,6 +139,9 @@ type expr struct {
 	arg     *expr
 	castInt bool
 	castLen int
+	// securable and class are HAS_PERMS_BY_NAME's first two arguments
+	// when they are literals.
+	securable, class string
 }
 
 type selectItem struct {
@@ -257,7 +265,12 @@ func (p *parser) expr() (*expr, error) {
 			return nil, &sqlError{err: Error{Number: 174, State: 1, Class: 15,
 				Message: "The has_perms_by_name function requires 3 to 5 arguments."}}
 		}
-		return &expr{op: "perms", s: args[2].s}, nil
+		e := &expr{op: "perms", s: args[2].s}
+		if args[0].op == "str" && args[1].op == "str" {
+			// HAS_PERMS_BY_NAME(N'db', 'DATABASE', 'CONTROL'): a securable.
+			e.securable, e.class = args[0].s, args[1].s
+		}
+		return e, nil
 	case "IS_SRVROLEMEMBER":
 		p.next()
 		if err := p.punct("("); err != nil {

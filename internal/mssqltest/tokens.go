@@ -3,6 +3,7 @@ package mssqltest
 import (
 	"encoding/binary"
 	"strconv"
+	"time"
 	"unicode/utf16"
 )
 
@@ -40,6 +41,9 @@ const (
 // Column types.
 const (
 	typeIntN      byte = 0x26
+	typeGUID      byte = 0x24 // uniqueidentifier (GUIDTYPE)
+	typeBitN      byte = 0x68
+	typeDateTimeN byte = 0x6F
 	typeBigVarBin byte = 0xA5
 	typeNVarChar  byte = 0xE7
 )
@@ -159,7 +163,23 @@ type column struct {
 	bigint bool // with isInt: bigint (INTN of 8 bytes), else int
 	blob   bool // varbinary(max), sent as PLP
 	maxLen int  // characters, for NVARCHAR
+	// kind, when set, is one of the catalog types below and overrides
+	// the flags above.
+	kind colKind
+	// varbinLen is the maximum length of a varbinary(n) column (colVarBinary).
+	varbinLen int
 }
+
+// colKind is a column type of the catalog views beyond int and nvarchar.
+type colKind int
+
+const (
+	colDefault   colKind = iota
+	colBit               // bit: value int64 0/1
+	colDateTime          // datetime: value time.Time
+	colGUID              // uniqueidentifier: value [16]byte in RFC 4122 order
+	colVarBinary         // varbinary(n): value []byte
+)
 
 // value is one cell: nil, int64, string or []byte (blob columns).
 type value any
@@ -171,6 +191,18 @@ func (t *tokens) colMetadata(cols []column) {
 		t.u32(0)      // user type
 		t.u16(0x0001) // nullable
 		switch {
+		case c.kind == colBit:
+			t.u8(typeBitN)
+			t.u8(1)
+		case c.kind == colDateTime:
+			t.u8(typeDateTimeN)
+			t.u8(8)
+		case c.kind == colGUID:
+			t.u8(typeGUID)
+			t.u8(16)
+		case c.kind == colVarBinary:
+			t.u8(typeBigVarBin)
+			t.u16(uint16(c.varbinLen))
 		case c.blob:
 			// TYPE_INFO of varbinary(max): BIGVARBINARYTYPE with
 			// USHORTMAXLEN 0xFFFF, no collation (binary types have none).
@@ -193,6 +225,8 @@ func (t *tokens) row(cols []column, vals []value) {
 	for i, c := range cols {
 		v := vals[i]
 		switch {
+		case c.kind != colDefault:
+			t.typed(c, v)
 		case c.blob:
 			t.plp(v)
 		case v == nil && c.isInt:
@@ -247,3 +281,41 @@ func (t *tokens) returnStatus(v int32) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// typed writes a value of a catalog column type (MS-TDS 2.2.5.5.1):
+// BITN, DATETIMN (days since 1900-01-01, then 1/300 s since midnight),
+// GUIDTYPE (the first three fields little-endian) and BIGVARBINARY.
+func (t *tokens) typed(c column, v value) {
+	if c.kind == colVarBinary {
+		if v == nil {
+			t.u16(0xFFFF)
+			return
+		}
+		b := v.([]byte)
+		t.u16(uint16(len(b)))
+		t.raw(b)
+		return
+	}
+	if v == nil {
+		t.u8(0)
+		return
+	}
+	switch c.kind {
+	case colBit:
+		t.u8(1)
+		t.u8(byte(v.(int64)))
+	case colDateTime:
+		tm := v.(time.Time).UTC()
+		day := time.Date(tm.Year(), tm.Month(), tm.Day(), 0, 0, 0, 0, time.UTC)
+		days := int32(day.Sub(time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)).Hours() / 24)
+		ticks := uint32(tm.Sub(day) * 300 / time.Second)
+		t.u8(8)
+		t.u32(uint32(days))
+		t.u32(ticks)
+	case colGUID:
+		g := v.([16]byte)
+		t.u8(16)
+		t.raw([]byte{g[3], g[2], g[1], g[0], g[5], g[4], g[7], g[6]})
+		t.raw(g[8:])
+	}
+}

@@ -118,3 +118,52 @@ func TestFreeTDSReadsAndDeletesAServerFile(t *testing.T) {
 		t.Fatalf("xp_delete_files through tsql left the file: %v", err)
 	}
 }
+
+// TestFreeTDSReadsTheHierarchy cross-checks the catalog types (varbinary,
+// uniqueidentifier, datetime, bit), USE with a delimited name, OPEN MASTER
+// KEY, BACKUP MASTER KEY and an error of the hierarchy with FreeTDS.
+func TestFreeTDSReadsTheHierarchy(t *testing.T) {
+	tsql, err := exec.LookPath("tsql")
+	if err != nil {
+		testutil.Skip(t, "FreeTDS tsql not installed (Debian package freetds-bin): %v", err)
+	}
+	srv := startServer(t, hierarchyConfig())
+	dir := t.TempDir()
+	keyPath := filepath.Join(dir, "it's hr.key")
+	salesPath := filepath.Join(dir, "sales.key")
+	mk, _ := srv.MasterKeyOf("H]R")
+	input := adminPass + "\n" +
+		"SELECT name, thumbprint, pvt_key_encryption_type, expiry_date FROM master.sys.certificates WHERE name = N'TDECert'\ngo\n" +
+		"SELECT database_id, encryptor_thumbprint FROM sys.dm_database_encryption_keys WHERE database_id = 5\ngo\n" +
+		"SELECT name, is_master_key_encrypted_by_server FROM sys.databases WHERE name = N'H]R'\ngo\n" +
+		"USE [H]]R]\ngo\n" +
+		"OPEN MASTER KEY DECRYPTION BY PASSWORD = N'Wrong-Pa55word'\ngo\n" +
+		"OPEN MASTER KEY DECRYPTION BY PASSWORD = " + quote(hrDMKPass) + "\ngo\n" +
+		"BACKUP MASTER KEY TO FILE = " + quote(keyPath) + " ENCRYPTION BY PASSWORD = " + quote(newKeyPass) + "\ngo\n" +
+		"SELECT key_guid FROM sys.symmetric_keys\ngo\n" +
+		"USE Sales\ngo\n" +
+		"BACKUP MASTER KEY TO FILE = " + quote(salesPath) + " ENCRYPTION BY PASSWORD = " + quote(newKeyPass) + "\ngo\n" +
+		"USE [H]]R]\ngo\nCLOSE MASTER KEY\ngo\n" +
+		restoreMK(salesPath, newKeyPass, newKeyPass) + " FORCE\ngo\n" +
+		"SELECT 'after-hierarchy'\ngo\nexit\n"
+	got := runTsql(t, tsql, srv, adminUser, input, dir)
+	tde, _ := srv.CertificateOf("master", "TDECert")
+	// The FORCE restore over a closed key reports its loss as an
+	// informational message (15585).
+	for _, want := range []string{hex.EncodeToString(tde.Thumbprint), strings.ToLower(mk.GUID), "after-hierarchy", "msg 15313", "h]r",
+		"the error was ignored because the force option was specified"} {
+		if !strings.Contains(strings.ToLower(got), want) {
+			t.Fatalf("tsql output lacks %q:\n%s", want, got)
+		}
+	}
+	if n := strings.Count(got, "severity 16"); n != 1 {
+		t.Fatalf("%d errors, want only the 15313:\n%s", n, got)
+	}
+	data, err := os.ReadFile(keyPath)
+	if err != nil {
+		t.Fatalf("key file: %v\n%s", err, got)
+	}
+	if _, key, err := OpenMasterKeyFile(data, newKeyPass); err != nil || !bytes.Equal(key, mk.Key) {
+		t.Fatalf("OpenMasterKeyFile: %v", err)
+	}
+}
