@@ -174,12 +174,6 @@ func (c *tally) injected(backend string) int {
 	return n
 }
 
-func (c *tally) note(format string, args ...any) {
-	c.mu.Lock()
-	c.notes = append(c.notes, fmt.Sprintf(format, args...))
-	c.mu.Unlock()
-}
-
 // table renders the counts as Markdown.
 func (c *tally) table() string {
 	c.mu.Lock()

@@ -435,12 +435,6 @@ func lockExpected(cfg *config.Config, d config.Destination) bool {
 	return d.Retention != nil && !cfg.Waived(config.WaiveImmutability)
 }
 
-// checkCopy judges one stored copy (see judge) and, when it is genuine,
-// proves its bytes (see checkContent).
-func (r *Runner) checkCopy(ctx context.Context, d Destination, c Copy, now time.Time) CheckedCopy {
-	return r.checkContent(ctx, d, r.judge(ctx, d, c), now, false)
-}
-
 // checkContent proves a judged copy: the service's stored checksum and size
 // equal its receipt's; the bytes read back by version id hash the same. It
 // also reads the retention the service reports. A copy judged not genuine
