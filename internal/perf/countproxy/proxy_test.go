@@ -69,7 +69,7 @@ func TestProxyCountsRequestsAndConnections(t *testing.T) {
 	// One request at a time: a peak of 1, or 2 when the server closed the
 	// first connection and the proxy saw that close only after the client
 	// had opened the second (a race on a loaded machine, not concurrency).
-	if got.Peak < 1 || got.Peak > got.Connections {
+	if got.Peak < 1 || int64(got.Peak) > got.Connections {
 		t.Fatalf("peak = %d with %d connections; want 1 (one request at a time)", got.Peak, got.Connections)
 	}
 	if got.Connections < 1 || got.Connections > 2 {
