@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,14 +19,56 @@ import (
 	"github.com/keyescrow/keyescrow/internal/mssqltest"
 )
 
+// measureEnv names the file a re-executed test binary writes the peak
+// memory of the command it ran to (see init).
+const measureEnv = "KEYESCROW_TEST_MEASURE_RSS_FILE"
+
+// On Linux a child started by os/exec (vfork) inherits its parent's peak
+// RSS as its own starting ru_maxrss, so a child of this big test process
+// reports the test's peak, not its own. runMeasured therefore re-executes
+// this test binary as a small spawner that runs keyescrow and records the
+// child's figure; init does that before any test or TestMain runs.
+func init() {
+	file := os.Getenv(measureEnv)
+	if file == "" {
+		return
+	}
+	cmd := exec.Command(os.Args[1], os.Args[2:]...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, measureEnv+"=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		fmt.Fprintln(os.Stderr, "measure:", err)
+		os.Exit(125)
+	}
+	rss := int64(0)
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		rss = int64(ru.Maxrss) * 1024 // KiB on Linux
+	}
+	if err := os.WriteFile(file, []byte(strconv.FormatInt(rss, 10)), 0o600); err != nil {
+		os.Exit(125)
+	}
+	os.Exit(code)
+}
+
 // runMeasured runs the binary like e.run and also returns its peak memory
-// (max RSS, bytes) and whether it had to be killed after 60 s.
+// (max RSS, bytes, at most the spawner's own small peak too) and fails the
+// test when it had to be killed after 60 s.
 func (e *env) runMeasured(args ...string) (result, int64) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
+	rssFile := filepath.Join(e.t.TempDir(), "rss")
+	cmd := exec.CommandContext(ctx, os.Args[0], append([]string{binary}, args...)...)
 	cmd.Dir = e.root
+	cmd.Env = []string{measureEnv + "=" + rssFile}
 	for k, v := range e.vars {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
@@ -41,9 +84,10 @@ func (e *env) runMeasured(args ...string) (result, int64) {
 	} else if err != nil {
 		e.t.Fatal(err)
 	}
-	rss := int64(0)
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rss = int64(ru.Maxrss) * 1024 // KiB on Linux
+	b, rerr := os.ReadFile(rssFile)
+	rss, perr := strconv.ParseInt(string(b), 10, 64)
+	if rerr != nil || perr != nil {
+		e.t.Fatalf("%v: the spawner recorded no peak memory (%v %v)\n%s", args, rerr, perr, errb.String())
 	}
 	r := result{code: code, stdout: out.String(), stderr: errb.String()}
 	e.assertNoSecrets(r)

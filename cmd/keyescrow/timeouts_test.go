@@ -112,7 +112,9 @@ func TestS3RunsThatStallEndWithinTheirTimeouts(t *testing.T) {
 	})
 	t.Run("restore: the body stalls after its headers", func(t *testing.T) {
 		fp.Arm(&faultproxy.Fault{Kind: faultproxy.StallBody, Op: faultproxy.OpGet, Nth: 1, Times: 100})
-		r := e.timed(25*time.Second, "restore", "--config", e.cfgPath, "--out", out)
+		// The copies are the clean runs' archives (instance "unknown"),
+		// not the recorded backup identity's instance.
+		r := e.timed(25*time.Second, "restore", "--config", e.cfgPath, "--instance", "unknown", "--out", out)
 		if r.code == 0 {
 			t.Fatalf("restore through a stalled body exited 0\n%s", r.stderr)
 		}
