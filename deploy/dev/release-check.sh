@@ -32,8 +32,11 @@ for target in linux_amd64.tar.gz linux_arm64.tar.gz windows_amd64.zip; do
 	ls dist/keyescrow_*_"$target" >/dev/null
 done
 # The README and the messages point at docs/: every page ships with them.
+# (The listing is read whole first: grep -q stopping early would kill tar
+# with SIGPIPE, which pipefail reports as a missing page.)
+listing=$(tar -tzf dist/keyescrow_*_linux_amd64.tar.gz)
 for page in README.md docs/README.md docs/configuration.md docs/exit-codes.md; do
-	tar -tzf dist/keyescrow_*_linux_amd64.tar.gz | grep -qx "$page" || { echo "the archive lacks $page" >&2; exit 1; }
+	grep -qx "$page" <<<"$listing" || { echo "the archive lacks $page" >&2; exit 1; }
 done
 version=$(tar -xzOf dist/keyescrow_*_linux_amd64.tar.gz keyescrow >"$log.bin" && chmod +x "$log.bin" && "$log.bin" version)
 echo "snapshot binary: $version"
