@@ -1,15 +1,11 @@
 package mssqltest
 
 import (
-	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/pbkdf2"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/binary"
 	"errors"
 )
 
@@ -46,69 +42,19 @@ func deriveKeys(password string, salt []byte, iter int) (aesKey, verifier []byte
 }
 
 // sealKeyFile encrypts smk with password; every call gives different bytes.
+// It is the sealed format of sealed.go under the SMK file's own magic.
 func sealKeyFile(smk []byte, password string) ([]byte, error) {
-	salt := make([]byte, keySaltLen)
-	nonce := make([]byte, keyNonceLen)
-	if _, err := rand.Read(salt); err != nil {
-		return nil, err
-	}
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, err
-	}
-	key, verifier, err := deriveKeys(password, salt, keyIterations)
-	if err != nil {
-		return nil, err
-	}
-	gcm, err := newGCM(key)
-	if err != nil {
-		return nil, err
-	}
-	out := append([]byte(keyMagic), keyVersion)
-	out = binary.BigEndian.AppendUint32(out, keyIterations)
-	out = append(out, salt...)
-	out = append(out, verifier...)
-	out = append(out, nonce...)
-	out = gcm.Seal(out, nonce, smk, out[:keyHeaderLen])
-	sum := sha256.Sum256(out)
-	return append(out, sum[:]...), nil
+	return seal(keyMagic, smk, password)
 }
 
 // OpenKeyFile decrypts a file written by BACKUP SERVICE MASTER KEY on the
 // stand-in. ErrCorruptKeyFile: damaged or not a key file; ErrWrongPassword:
 // intact but the password does not match.
 func OpenKeyFile(data []byte, password string) (smk []byte, err error) {
-	if len(data) != keyFileLen || !bytes.HasPrefix(data, []byte(keyMagic)) || data[len(keyMagic)] != keyVersion {
+	if len(data) != keyFileLen {
 		return nil, ErrCorruptKeyFile
 	}
-	body, trailer := data[:len(data)-sha256.Size], data[len(data)-sha256.Size:]
-	sum := sha256.Sum256(body)
-	if subtle.ConstantTimeCompare(sum[:], trailer) != 1 {
-		return nil, ErrCorruptKeyFile
-	}
-	iter := int(binary.BigEndian.Uint32(data[len(keyMagic)+1:]))
-	if iter < 1 || iter > maxIterations {
-		return nil, ErrCorruptKeyFile
-	}
-	rest := body[keyHeaderLen:]
-	salt, rest := rest[:keySaltLen], rest[keySaltLen:]
-	verifier, rest := rest[:32], rest[32:]
-	nonce, sealed := rest[:keyNonceLen], rest[keyNonceLen:]
-	key, want, err := deriveKeys(password, salt, iter)
-	if err != nil {
-		return nil, err
-	}
-	if subtle.ConstantTimeCompare(want, verifier) != 1 {
-		return nil, ErrWrongPassword
-	}
-	gcm, err := newGCM(key)
-	if err != nil {
-		return nil, err
-	}
-	smk, err = gcm.Open(nil, nonce, sealed, body[:keyHeaderLen])
-	if err != nil {
-		return nil, ErrCorruptKeyFile
-	}
-	return smk, nil
+	return unseal(keyMagic, data, password)
 }
 
 // newGCM is AES-256-GCM under key.
