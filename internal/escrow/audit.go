@@ -496,7 +496,7 @@ func (r *Runner) checkContent(ctx context.Context, d Destination, j judged, now 
 			return failWith(verifyError(t, fmt.Sprintf("%s version %q: the bytes read back differ from the service's stored MD5: the stored copy is corrupted", c.Location, c.VersionID)))
 		}
 	}
-	if err := checkSealed(ctx, d, c, rec); err != nil {
+	if _, _, err := fetchSealed(ctx, d, c, rec); err != nil {
 		return failWith(err)
 	}
 	cc.Checksum.Match = true

@@ -89,23 +89,15 @@ func (r *Runner) openSealed(ctx context.Context, c Copy, cc *CheckedCopy) (pw se
 	if len(r.Identities) == 0 {
 		return secret.Value{}, true, exitcode.Wrap(exitcode.Usage, fmt.Errorf("the password of %s is sealed to %s: pass --identity FILE (or set KEYESCROW_IDENTITY_FILE) with the age identity of one of them", c.Location, strings.Join(rec.Password.Recipients, ", ")))
 	}
-	var dest *Destination
-	for i := range r.Destinations {
-		if r.Destinations[i].Config.Name == c.Destination {
-			dest = &r.Destinations[i]
-		}
-	}
-	if dest == nil {
-		return secret.Value{}, true, exitcode.Wrap(exitcode.Internal, fmt.Errorf("destination %s is not configured", c.Destination))
-	}
-	t := target{name: dest.Config.Name, backend: dest.Backend}
-	key := sealedKey(c.Key)
-	blob, err := download(ctx, dest.Backend, key, side.VersionID, sealed.MaxSize)
+	dests, err := r.selectDestinations(c.Destination)
 	if err != nil {
-		return secret.Value{}, true, transferError("read the sealed password", t, key, err)
+		return secret.Value{}, true, exitcode.Wrap(exitcode.Internal, err)
 	}
-	if sum := sha256.Sum256(blob); hex.EncodeToString(sum[:]) != side.SHA256 {
-		return secret.Value{}, true, verifyError(t, fmt.Sprintf("the sealed password %s (version %q) has SHA-256 %x, its receipt records %s", dest.Backend.Location(key), side.VersionID, sum, side.SHA256))
+	dest := dests[0]
+	t := target{name: dest.Config.Name, backend: dest.Backend}
+	blob, side, err := fetchSealed(ctx, dest, c, rec)
+	if err != nil {
+		return secret.Value{}, true, err
 	}
 	pw, _, err = sealed.Open(blob, sealed.Copy{Name: c.Name, Bytes: cc.Bytes, SHA256: cc.Checksum.Local}, r.Identities)
 	switch {
@@ -114,7 +106,7 @@ func (r *Runner) openSealed(ctx context.Context, c Copy, cc *CheckedCopy) (pw se
 	case err != nil:
 		return secret.Value{}, true, verifyError(t, fmt.Sprintf("the sealed password of %s: %v", c.Location, err))
 	}
-	r.Log.InfoContext(ctx, "opened the sealed password", "destination", c.Destination, "location", dest.Backend.Location(key), "version_id", side.VersionID)
+	r.Log.InfoContext(ctx, "opened the sealed password", "destination", c.Destination, "location", side.Location, "version_id", side.VersionID)
 	return pw, true, nil
 }
 
@@ -175,29 +167,31 @@ func sealedEntry(rec *receipt.Receipt, name, location string) *receipt.Sidecar {
 	return byName
 }
 
-// checkSealed proves, for verify and restore, that the sealed password
-// stored beside a copy is the one its receipt records: without it a sealed
-// copy cannot be opened, so a damaged one fails the copy (exit 6). Copies
-// made with a static password pass untouched.
-func checkSealed(ctx context.Context, d Destination, c Copy, rec *receipt.Receipt) error {
+// fetchSealed reads the sealed password stored beside a copy and proves it
+// is the one its receipt records (by version and SHA-256): without it a
+// sealed copy cannot be opened, so a missing or damaged one fails the copy
+// (exit 6). Copies made with a static password return nil, nil, nil.
+// verify and restore call it for every sealed copy they prove; restore
+// --apply, drill and --password-out open what it returns.
+func fetchSealed(ctx context.Context, d Destination, c Copy, rec *receipt.Receipt) ([]byte, *receipt.Sidecar, error) {
 	if rec == nil || rec.Password == nil || rec.Password.Mode != receipt.PasswordSealed {
-		return nil
+		return nil, nil, nil
 	}
 	t := target{name: d.Config.Name, backend: d.Backend}
 	key := sealedKey(c.Key)
 	side := sealedEntry(rec, d.Config.Name, d.Backend.Location(key))
 	if side == nil {
-		return verifyError(t, fmt.Sprintf("the receipt of %s says its password is sealed but names no sealed password at this destination", c.Location))
+		return nil, nil, verifyError(t, fmt.Sprintf("the receipt of %s says its password is sealed but names no sealed password at this destination", c.Location))
 	}
 	blob, err := download(ctx, d.Backend, key, side.VersionID, sealed.MaxSize)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
-			return verifyErrorf(t, "the sealed password of %s (%s version %q) is missing: the copy cannot be opened: %w", c.Location, d.Backend.Location(key), side.VersionID, err)
+			return nil, side, verifyErrorf(t, "the sealed password of %s (%s version %q) is missing: the copy cannot be opened: %w", c.Location, d.Backend.Location(key), side.VersionID, err)
 		}
-		return transferError("read the sealed password", t, key, err)
+		return nil, side, transferError("read the sealed password", t, key, err)
 	}
 	if sum := sha256.Sum256(blob); hex.EncodeToString(sum[:]) != side.SHA256 {
-		return verifyError(t, fmt.Sprintf("the sealed password of %s (%s version %q) has SHA-256 %x, its receipt records %s: it is damaged and the copy cannot be opened", c.Location, d.Backend.Location(key), side.VersionID, sum, side.SHA256))
+		return nil, side, verifyError(t, fmt.Sprintf("the sealed password of %s (%s version %q) has SHA-256 %x, its receipt records %s: it is damaged and the copy cannot be opened", c.Location, d.Backend.Location(key), side.VersionID, sum, side.SHA256))
 	}
-	return nil
+	return blob, side, nil
 }
