@@ -112,8 +112,9 @@ func forgeS3(admin *s3.Client, bucket, prefix string) func(w *worker, sameName b
 		}
 		var genuine string
 		for _, o := range list.Contents {
-			if k := aws.ToString(o.Key); strings.HasSuffix(k, ".key") {
-				genuine = k
+			// A copy with a receipt: a killed run may leave one without.
+			if c, ok := strings.CutSuffix(aws.ToString(o.Key), ".key.receipt.json"); ok {
+				genuine = c + ".key"
 			}
 		}
 		if genuine == "" {
@@ -178,8 +179,9 @@ func forgeAzure(c *container.Client) func(w *worker, sameName bool) error {
 				return err
 			}
 			for _, b := range page.Segment.BlobItems {
-				if n := *b.Name; strings.HasSuffix(n, ".key") {
-					genuine = n
+				// A copy with a receipt: a killed run may leave one without.
+				if c, ok := strings.CutSuffix(*b.Name, ".key.receipt.json"); ok {
+					genuine = c + ".key"
 				}
 			}
 		}
