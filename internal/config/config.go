@@ -40,6 +40,9 @@ type Config struct {
 	Signing  Signing  `yaml:"signing"`
 	Trust    Trust    `yaml:"trust"`
 	Timeouts Timeouts `yaml:"timeouts"`
+	// Hierarchy: the database master keys and certificates backup
+	// escrows with the service master key.
+	Hierarchy Hierarchy `yaml:"hierarchy"`
 	// StateDirectory is keyescrow's private folder (the lock, the host
 	// identity backup recorded); "" → the per-OS default of package state.
 	StateDirectory string `yaml:"state_directory"`
@@ -212,7 +215,7 @@ const (
 
 // Default returns the configuration before any file or environment.
 func Default() *Config {
-	return &Config{MaxAge: Duration(8 * day), Verify: Verify{Copies: 3}, Timeouts: Timeouts{
+	return &Config{MaxAge: Duration(8 * day), Verify: Verify{Copies: 3}, Hierarchy: Hierarchy{Enabled: true, Refresh: DefaultRefresh}, Timeouts: Timeouts{
 		Connect: Duration(30 * time.Second), Request: Duration(2 * time.Minute),
 		Idle: Duration(30 * time.Second), Run: Duration(10 * time.Minute),
 	}}

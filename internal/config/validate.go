@@ -142,6 +142,7 @@ func (c *Config) validateTop(p *problems) {
 			"set it to how many of the newest copies verify re-reads, e.g. 3")
 	}
 	c.validateSigning(p)
+	c.validateHierarchy(p)
 	d := c.Drill
 	if d.DSNEnv != "" && d.DSNFile != "" {
 		p.add("drill.dsn_file", "both drill.dsn_env and drill.dsn_file are set", "keep one of them")

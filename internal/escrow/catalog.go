@@ -22,17 +22,21 @@ const maxReceiptSize = 1 << 20
 // Copy is one archived version of a key file at a destination, as the
 // service lists it, with what its stored receipt says where it was read.
 type Copy struct {
-	Destination string    `json:"destination"`
-	Type        string    `json:"type"`
-	Location    string    `json:"location"`
-	Host        string    `json:"host"`
-	Instance    string    `json:"instance"`
-	Kind        string    `json:"kind"`
-	Name        string    `json:"name"`
-	Key         string    `json:"key"`
-	VersionID   string    `json:"version_id"`
-	Bytes       int64     `json:"bytes"`
-	Time        time.Time `json:"time"` // when the service stored it
+	Destination string `json:"destination"`
+	Type        string `json:"type"`
+	Location    string `json:"location"`
+	Host        string `json:"host"`
+	Instance    string `json:"instance"`
+	Kind        string `json:"kind"`
+	// Database and Item are the folders of a hierarchy item's copy (its
+	// database; a certificate's name), "" for the service master key.
+	Database  string    `json:"database,omitempty"`
+	Item      string    `json:"item,omitempty"`
+	Name      string    `json:"name"`
+	Key       string    `json:"key"`
+	VersionID string    `json:"version_id"`
+	Bytes     int64     `json:"bytes"`
+	Time      time.Time `json:"time"` // when the service stored it
 	// Current is false when the version is no longer the current one of
 	// its key (hidden by a delete marker or a newer version); it is still
 	// stored and can be restored by its version id.
@@ -66,14 +70,24 @@ type Copy struct {
 	hidden         bool // a delete marker is the key's current entry
 }
 
-// Filter selects host/instance groups. Empty fields match all; names match
-// whatever their case.
+// Filter selects host/instance groups, and within them kinds and items.
+// Empty fields match all; names match whatever their case.
 type Filter struct {
 	Host, Instance string
+	// Kind selects one kind of key; Database and Name one item of the
+	// hierarchy (a certificate's name; empty for a master key).
+	Kind, Database, Name string
 }
 
 func (f Filter) match(host, instance string) bool {
 	return (f.Host == "" || nameMatches(f.Host, host)) && (f.Instance == "" || nameMatches(f.Instance, instance))
+}
+
+// matchItem reports whether a group of kind and item folders is selected.
+func (f Filter) matchItem(kind, database, item string) bool {
+	return (f.Kind == "" || f.Kind == kind) &&
+		(f.Database == "" || nameMatches(f.Database, database)) &&
+		(f.Name == "" || nameMatches(f.Name, item))
 }
 
 // nameMatches reports whether folder holds the copies of name, whatever
@@ -86,9 +100,13 @@ func nameMatches(name, folder string) bool {
 	return ok && strings.EqualFold(n, name)
 }
 
-// group is the copies of one host, instance and kind at one destination.
+// group is the copies of one host, instance and kind (and, for a
+// hierarchy item, database and name) at one destination.
 type group struct {
 	Host, Instance, Kind string
+	// Database and Item are the item's folders ("" for the service master
+	// key; Item "" for a database master key).
+	Database, Item string
 	// Copies, newest first (at most the walk's keep when it is not 0).
 	Copies []Copy
 	// Total counts every copy seen, also those beyond keep.
@@ -168,20 +186,27 @@ func walk(ctx context.Context, d Destination, prefix string, f Filter, keep int,
 func (w *walker) object(o storage.Object) error {
 	rel, ok := strings.CutPrefix(o.Key, w.d.Config.Prefix)
 	parts := strings.Split(rel, "/")
-	if !ok || len(parts) != 4 || slices.Contains(parts, "") {
+	if !ok || len(parts) < 4 || len(parts) != 4+kindDepth(parts[2]) || slices.Contains(parts, "") {
 		w.foreign++
 		return nil
 	}
-	host, instance, kind, name := parts[0], parts[1], parts[2], parts[3]
-	if w.cur == nil || w.cur.Host != host || w.cur.Instance != instance || w.cur.Kind != kind {
+	host, instance, kind, name := parts[0], parts[1], parts[2], parts[len(parts)-1]
+	var database, item string
+	if len(parts) > 4 {
+		database = parts[3]
+	}
+	if len(parts) > 5 {
+		item = parts[4]
+	}
+	if w.cur == nil || w.cur.Host != host || w.cur.Instance != instance || w.cur.Kind != kind || w.cur.Database != database || w.cur.Item != item {
 		if err := w.flush(); err != nil {
 			return err
 		}
-		if !w.filter.match(host, instance) {
-			w.cur = &group{Host: host, Instance: instance, Kind: kind, Total: -1} // skipped
+		if !w.filter.match(host, instance) || !w.filter.matchItem(kind, database, item) {
+			w.cur = &group{Host: host, Instance: instance, Kind: kind, Database: database, Item: item, Total: -1} // skipped
 			return nil
 		}
-		w.cur = &group{Host: host, Instance: instance, Kind: kind}
+		w.cur = &group{Host: host, Instance: instance, Kind: kind, Database: database, Item: item}
 		w.receipts = map[string]*receiptVersions{}
 	}
 	if w.cur.Total < 0 {
@@ -194,6 +219,9 @@ func (w *walker) object(o storage.Object) error {
 	}
 	if strings.HasSuffix(o.Key, sealedSuffix) {
 		return nil // a sealed password, read through its copy's receipt
+	}
+	if kind == receipt.KindCertificate && strings.HasSuffix(o.Key, privateKeySuffix) {
+		return nil // a certificate's private key, read through its copy's receipt
 	}
 	if copyKey, ok := strings.CutSuffix(o.Key, receiptSuffix); ok {
 		// A receipt's versions are listed newest first; the last one seen
@@ -230,7 +258,7 @@ func (w *walker) object(o storage.Object) error {
 	w.cur.Total++
 	w.cur.Copies = append(w.cur.Copies, Copy{
 		Destination: w.d.Config.Name, Type: w.d.Backend.Type(), Location: w.d.Backend.Location(o.Key),
-		Host: host, Instance: instance, Kind: kind, Name: name, Key: o.Key,
+		Host: host, Instance: instance, Kind: kind, Database: database, Item: item, Name: name, Key: o.Key,
 		VersionID: o.VersionID, Bytes: o.Size, Time: o.LastModified.UTC(),
 		Current: o.IsLatest && !w.keyHidden, hidden: w.keyHidden,
 	})

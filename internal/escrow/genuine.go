@@ -106,6 +106,12 @@ func recordsCopy(rec *receipt.Receipt, c Copy) string {
 		return fmt.Sprintf("it names the file %q", rec.File.Name)
 	case !strings.EqualFold(safeName(rec.Host), c.Host) || !strings.EqualFold(safeName(rec.Instance), c.Instance) || rec.Kind != c.Kind:
 		return fmt.Sprintf("it names host %q instance %q kind %q", rec.Host, rec.Instance, rec.Kind)
+	case kindDepth(c.Kind) > 0 && (rec.Item == nil || rec.Item.Kind != c.Kind || !strings.EqualFold(safeName(rec.Item.Database), c.Database) ||
+		(c.Kind == receipt.KindCertificate && !strings.EqualFold(safeName(rec.Item.Name), c.Item))):
+		if rec.Item == nil {
+			return "it names no database or certificate"
+		}
+		return fmt.Sprintf("it names %s", rec.Item.Label())
 	}
 	e := receiptEntry(rec, c)
 	switch {

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/keyescrow/keyescrow/internal/receipt"
 )
 
 // stampLayout is the UTC time in file and object names: sortable, no colons
@@ -130,6 +132,58 @@ func archiveFileName(file string, now time.Time, runID string) string {
 // the UTC time, so keys sort by time within a host and instance.
 func objectKey(prefix, host, instance, kind, name string) string {
 	return prefix + path.Join(safeName(host), safeName(instance), kind, name)
+}
+
+// kindDepth is how many folders below <kind>/ name an item of that kind:
+// a database master key's database, a certificate's database and name.
+// The service master key (and any kind this version does not know) has
+// none.
+func kindDepth(kind string) int {
+	switch kind {
+	case receipt.KindDatabaseMasterKey:
+		return 1
+	case receipt.KindCertificate:
+		return 2
+	}
+	return 0
+}
+
+// itemObjectKey is where a copy of a hierarchy item is archived:
+// <prefix><host>/<instance>/database-master-key/<database>/<name> and
+// <prefix><host>/<instance>/certificate/<database>/<certificate>/<name>,
+// each folder made by safeName, so every item has its own folder and its
+// copies sort by time inside it.
+func itemObjectKey(prefix, host, instance string, it receipt.Item, name string) string {
+	parts := []string{safeName(host), safeName(instance), it.Kind, safeName(it.Database)}
+	if it.Kind == receipt.KindCertificate {
+		parts = append(parts, safeName(it.Name))
+	}
+	return prefix + path.Join(append(parts, name)...)
+}
+
+// itemFileName is the new, never reused name of one export of a hierarchy
+// item: <database>-masterkey-<time>-<run>.key for a master key,
+// <certificate>-<time>-<run>.cer (with its .pvk) or .pfx for a
+// certificate.
+func itemFileName(it receipt.Item, now time.Time, runID string) string {
+	stamp := "-" + now.UTC().Format(stampLayout) + "-" + runID[:8]
+	if it.Kind == receipt.KindDatabaseMasterKey {
+		return portableName(it.Database) + "-masterkey" + stamp + ".key"
+	}
+	ext := ".cer"
+	if it.Format == "pfx" {
+		ext = ".pfx"
+	}
+	return portableName(it.Name) + stamp + ext
+}
+
+// privateKeySuffix ends the key of a certificate copy's private key file.
+const privateKeySuffix = ".pvk"
+
+// privateKeyKey is the key (or file name) of the .pvk that travels with a
+// certificate's .cer: the same name with .pvk for .cer.
+func privateKeyKey(cerKey string) string {
+	return strings.TrimSuffix(cerKey, ".cer") + privateKeySuffix
 }
 
 // receiptKey is the key of the receipt stored beside an archived key file.

@@ -12,7 +12,158 @@ import (
 )
 
 // Kinds of key archived.
-const KindServiceMasterKey = "service-master-key"
+const (
+	KindServiceMasterKey  = "service-master-key"
+	KindDatabaseMasterKey = "database-master-key"
+	KindCertificate       = "certificate"
+)
+
+// MasterKeyName is the Name of every database master key item: SQL
+// Server's own name for it in sys.symmetric_keys.
+const MasterKeyName = "##MS_DatabaseMasterKey##"
+
+// Item is one key of the hierarchy below the service master key (a
+// database master key or a certificate with its private key): which it is,
+// and the facts change detection compares (Same). Extension
+// (docs/receipt.md, docs/hierarchy.md).
+type Item struct {
+	Kind     string `json:"kind"`     // KindDatabaseMasterKey or KindCertificate
+	Database string `json:"database"` // the database it is kept in
+	Name     string `json:"name"`     // the certificate's name; MasterKeyName for a master key
+	// KeyGUID and Modified identify a database master key's current key
+	// (sys.symmetric_keys key_guid and modify_date): regenerating it
+	// changes them.
+	KeyGUID  string     `json:"key_guid,omitempty"`
+	Modified *time.Time `json:"modify_date,omitempty"`
+	// ProtectedByServiceMasterKey: the master key opens by itself;
+	// otherwise a backup needs its password.
+	ProtectedByServiceMasterKey *bool `json:"protected_by_service_master_key,omitempty"`
+	// Thumbprint is a certificate's SHA-1 thumbprint, upper-case hex.
+	Thumbprint string     `json:"thumbprint,omitempty"`
+	Subject    string     `json:"subject,omitempty"`
+	Expiry     *time.Time `json:"expiry_date,omitempty"`
+	// PrivateKey is a certificate's private key protection
+	// (pvt_key_encryption_type): MK, PW or SK.
+	PrivateKey string `json:"private_key_protection,omitempty"`
+	// TDE lists the databases whose encryption key this certificate
+	// protects (transparent data encryption).
+	TDE []string `json:"tde_databases,omitempty"`
+	// Format is how a certificate copy is stored: "pvk" (a .cer and its
+	// .pvk, before SQL Server 2022) or "pfx" (one .pfx).
+	Format string `json:"format,omitempty"`
+}
+
+// Same reports whether it is the same key as o, as far as SQL Server's
+// catalog tells: kind, database and name (case-insensitive, as SQL Server
+// compares them), and the master key's key_guid and modify_date or the
+// certificate's thumbprint.
+func (it Item) Same(o Item) bool {
+	if it.Kind != o.Kind || !strings.EqualFold(it.Database, o.Database) || !strings.EqualFold(it.Name, o.Name) {
+		return false
+	}
+	switch it.Kind {
+	case KindDatabaseMasterKey:
+		return strings.EqualFold(it.KeyGUID, o.KeyGUID) && sameTime(it.Modified, o.Modified)
+	case KindCertificate:
+		return strings.EqualFold(it.Thumbprint, o.Thumbprint)
+	}
+	return false
+}
+
+// Changed says what differs between the archived item o and it ("" when
+// Same).
+func (it Item) Changed(o Item) string {
+	switch {
+	case it.Same(o):
+		return ""
+	case !strings.EqualFold(it.KeyGUID, o.KeyGUID):
+		return fmt.Sprintf("key_guid %s, the newest copy has %s", it.KeyGUID, o.KeyGUID)
+	case !sameTime(it.Modified, o.Modified):
+		return fmt.Sprintf("modify_date %s, the newest copy has %s", timeText(it.Modified), timeText(o.Modified))
+	case !strings.EqualFold(it.Thumbprint, o.Thumbprint):
+		return fmt.Sprintf("thumbprint %s, the newest copy has %s", it.Thumbprint, o.Thumbprint)
+	}
+	return "another key"
+}
+
+// Label names the item for people: "certificate master/TDECert",
+// "database master key HR".
+func (it Item) Label() string {
+	if it.Kind == KindDatabaseMasterKey {
+		return "database master key " + it.Database
+	}
+	return it.Kind + " " + it.Database + "/" + it.Name
+}
+
+func sameTime(a, b *time.Time) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return a.Equal(*b)
+}
+
+func timeText(t *time.Time) string {
+	if t == nil {
+		return "none"
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// Item actions in a run's receipt (ItemResult.Action).
+const (
+	ItemArchived  = "archived"  // a new copy was written and proven
+	ItemUnchanged = "unchanged" // its newest proven copy is still this key and younger than refresh
+	ItemExcluded  = "excluded"  // the configuration leaves it out
+	ItemFailed    = "failed"    // it could not be backed up or proven (Error says why)
+)
+
+// ItemResult is what a backup run did with one item of the hierarchy.
+type ItemResult struct {
+	Item
+	Action string `json:"action"`
+	// Reason says why: new, changed (what), refresh (the newest copy's
+	// age), unchanged since which run, excluded by which pattern.
+	Reason string `json:"reason"`
+	// File and Destinations describe the new copy (archived, or failed
+	// after the export).
+	File         *File         `json:"file,omitempty"`
+	Destinations []Destination `json:"destinations,omitempty"`
+	// Newest is the proven copy an unchanged item relies on.
+	Newest *NewestCopy `json:"newest_copy,omitempty"`
+	Error  *Error      `json:"error,omitempty"`
+}
+
+// NewestCopy is an item's newest proven copy at one destination, as its
+// (genuine) receipt records it and the service still holds it.
+type NewestCopy struct {
+	RunID        string      `json:"run_id"`
+	StoredAt     time.Time   `json:"stored_at"`
+	Destinations []CopyPlace `json:"destinations"`
+}
+
+// CopyPlace is where a copy is kept.
+type CopyPlace struct {
+	Name      string `json:"name"`
+	Location  string `json:"location"`
+	VersionID string `json:"version_id"`
+}
+
+// Inventory is the hierarchy a backup run found and selected, recorded in
+// the service master key's stored receipt so verify knows, from a signed
+// record, which items must have a proven copy.
+type Inventory struct {
+	// Complete: every database's keys could be read. When false, Problems
+	// say which could not.
+	Complete bool            `json:"complete"`
+	Items    []Item          `json:"items"`
+	Problems []InventoryNote `json:"problems,omitempty"`
+}
+
+// InventoryNote is a database whose keys could not be read, and why.
+type InventoryNote struct {
+	Database string `json:"database"`
+	Message  string `json:"message"`
+}
 
 // Run and destination statuses.
 const (
@@ -67,6 +218,15 @@ type Receipt struct {
 	// Quorum is set when `require` lets the run succeed with fewer than
 	// every destination. Extension.
 	Quorum *Quorum `json:"quorum,omitempty"`
+	// Item is the hierarchy item this receipt's copy holds (kind
+	// database-master-key or certificate). Extension.
+	Item *Item `json:"item,omitempty"`
+	// Inventory is the hierarchy backup found and selected (backup, with
+	// hierarchy on). Extension.
+	Inventory *Inventory `json:"inventory,omitempty"`
+	// Items is what backup did with each item of the hierarchy, excluded
+	// ones too. Extension.
+	Items []ItemResult `json:"items,omitempty"`
 }
 
 // Password modes.
@@ -174,6 +334,9 @@ type File struct {
 	Name   string `json:"name"`
 	Bytes  int64  `json:"bytes"`
 	SHA256 string `json:"sha256"`
+	// PrivateKey is the .pvk that travels with a certificate's .cer (a
+	// certificate in the "pvk" format). Extension.
+	PrivateKey *File `json:"private_key,omitempty"`
 }
 
 // Destination is what happened at one destination.
@@ -193,6 +356,9 @@ type Destination struct {
 	// SealedPassword is the sealed password stored and proven beside this
 	// copy (backup.seal_to). Extension.
 	SealedPassword *Sidecar `json:"sealed_password,omitempty"`
+	// PrivateKey is a certificate's .pvk, stored and proven beside its
+	// .cer. Extension.
+	PrivateKey *Sidecar `json:"private_key,omitempty"`
 }
 
 // Retention as read back from the service.
@@ -248,7 +414,13 @@ type Stored struct {
 	Destinations []Destination `json:"destinations"`
 	// Password says how the key file's password is kept (sealed: to whom).
 	Password *Password `json:"password,omitempty"`
-	Scope    string    `json:"scope"`
+	// Item is the hierarchy item the copy holds (database-master-key,
+	// certificate).
+	Item *Item `json:"item,omitempty"`
+	// Inventory is the hierarchy the run found (service master key
+	// receipts of runs with hierarchy on).
+	Inventory *Inventory `json:"inventory,omitempty"`
+	Scope     string     `json:"scope"`
 }
 
 // StoredScope is the Scope member of every stored receipt, for people who
@@ -260,7 +432,7 @@ func (r *Receipt) Stored(at time.Time) *Stored {
 	s := &Stored{
 		Status: StatusProven, Tool: r.Tool, Version: r.Version, RunID: r.RunID, Host: r.Host, Instance: r.Instance,
 		Kind: r.Kind, StartedAt: r.StartedAt, FinishedAt: at.UTC(), File: r.File, Waived: r.Waived,
-		Destinations: r.Destinations, Password: r.Password, Scope: StoredScope,
+		Destinations: r.Destinations, Password: r.Password, Item: r.Item, Inventory: r.Inventory, Scope: StoredScope,
 	}
 	if s.Waived == nil {
 		s.Waived = []string{}
@@ -358,6 +530,16 @@ func (r *Receipt) WriteText(w io.Writer) error {
 		} else {
 			b.WriteString("  receipt not authenticated (no pinned key vouches for it)\n")
 		}
+	}
+	for _, it := range r.Items {
+		fmt.Fprintf(&b, "  %s: %s (%s)", it.Label(), it.Action, it.Reason)
+		for _, d := range it.Destinations {
+			fmt.Fprintf(&b, " %s=%s", d.Name, d.Status)
+		}
+		if it.Error != nil {
+			fmt.Fprintf(&b, " error(%d): %s", it.Error.Code, it.Error.Message)
+		}
+		b.WriteByte('\n')
 	}
 	if r.Error != nil {
 		fmt.Fprintf(&b, "  error(%d): %s\n", r.Error.Code, r.Error.Message)
