@@ -207,9 +207,14 @@ type receipt struct {
 	FinishedAt  time.Time `json:"finished_at"`
 	ExitCode    int       `json:"exit_code"`
 	File        *struct {
-		Name   string `json:"name"`
-		Bytes  int64  `json:"bytes"`
-		SHA256 string `json:"sha256"`
+		Name       string `json:"name"`
+		Bytes      int64  `json:"bytes"`
+		SHA256     string `json:"sha256"`
+		PrivateKey *struct {
+			Name   string `json:"name"`
+			Bytes  int64  `json:"bytes"`
+			SHA256 string `json:"sha256"`
+		} `json:"private_key"`
 	} `json:"file"`
 	Waived       []string `json:"waived"`
 	Destinations []struct {
@@ -252,6 +257,7 @@ type receipt struct {
 			} `json:"retention"`
 			ReadBack bool `json:"read_back"`
 		} `json:"sealed_password"`
+		PrivateKey *sidecar `json:"private_key"`
 	} `json:"destinations"`
 	Password *struct {
 		Mode       string   `json:"mode"`
@@ -283,6 +289,10 @@ type receipt struct {
 		Code    int    `json:"code"`
 		Message string `json:"message"`
 	} `json:"error"`
+	// Item, Inventory and Items: the hierarchy (hier_fixture_test.go).
+	Item      *hierItem        `json:"item"`
+	Inventory *hierInventory   `json:"inventory"`
+	Items     []hierItemResult `json:"items"`
 }
 
 // parseReceipt checks that stdout is exactly one JSON document with only the
