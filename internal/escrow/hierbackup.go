@@ -271,13 +271,11 @@ func (r *Runner) itemPasswords(h sqlserver.Hierarchy, it receipt.Item) (dmk, key
 			return dmk, key, err
 		}
 		if dmk.Empty() {
-			what := "its"
+			what := it.Label() + " is not protected by the service master key, so SQL Server opens it only with its password, which is not configured"
 			if it.Kind == receipt.KindCertificate {
-				what = fmt.Sprintf("%s's private key is protected by database %s's master key, and that key's", it.Label(), it.Database)
-			} else {
-				what = it.Label() + " is not protected by the service master key, so SQL Server opens it only with its password, and"
+				what = fmt.Sprintf("%s's private key is protected by database %s's master key, which the service master key does not protect: its password is needed and not configured", it.Label(), it.Database)
 			}
-			return dmk, key, exitcode.Wrap(exitcode.Usage, fmt.Errorf("%s password is not configured: nothing was exported; add it under hierarchy.passwords (- database: %s, password_env: VARIABLE, or password_file: FILE) and run again", what, it.Database))
+			return dmk, key, exitcode.Wrap(exitcode.Usage, fmt.Errorf("%s: nothing was exported; add it under hierarchy.passwords (- database: %s, password_env: VARIABLE, or password_file: FILE) and run again", what, it.Database))
 		}
 	}
 	if it.Kind == receipt.KindCertificate && it.PrivateKey == sqlserver.KeyByPassword {
