@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/keyescrow/keyescrow/internal/mssqltest"
+	"github.com/keyescrow/keyescrow/internal/sealed"
 	"github.com/keyescrow/keyescrow/internal/testsrv/s3srv"
 )
 
@@ -633,5 +634,104 @@ func TestHierBackupS3ObjectLock(t *testing.T) {
 	}
 	if added := newObjects(before, e.versions()); len(added) != 4 {
 		t.Errorf("the third run wrote %v", added)
+	}
+}
+
+// TestHierBackupSealedPasswords: with backup.seal_to every item's copy gets
+// a fresh password of its own, sealed and proven beside it, and the second
+// run finds each copy whole (its sealed password included).
+func TestHierBackupSealedPasswords(t *testing.T) {
+	e := newHierEnv(t, "15.0.4355.3")
+	e.writeConfig(hierPasswords)
+	idPath, rcpt := newIdentity(t, t.TempDir(), "security-team.txt")
+	e.sealTo(rcpt)
+	r, rec := hierBackup(t, e)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	idFile, err := os.Open(idPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := sealed.ParseIdentities(idFile)
+	idFile.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]string{}
+	items := byItem(rec)
+	for _, k := range hierSelected {
+		it := items[k]
+		st := checkArchived(t, e, k, it)
+		sp := it.Destinations[0].SealedPassword
+		if st.Password == nil || st.Password.Mode != "sealed" || sp == nil || !sp.ReadBack || sp.Location != it.Destinations[0].Location+".password.age" {
+			t.Fatalf("%s: password %+v sealed %+v", k, st.Password, sp)
+		}
+		if k == certPay && it.Destinations[0].PrivateKey == nil {
+			t.Fatalf("%s: no .pvk beside the sealed copy", k)
+		}
+		blob, err := os.ReadFile(sp.Location)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pw, _, err := sealed.Open(blob, sealed.Copy{Name: it.File.Name, Bytes: it.File.Bytes, SHA256: it.File.SHA256}, ids)
+		if err != nil {
+			t.Fatalf("%s: the sealed password does not open for its copy: %v", k, err)
+		}
+		if other, dup := seen[pw.Reveal()]; dup {
+			t.Fatalf("%s and %s share a password", k, other)
+		}
+		seen[pw.Reveal()] = k
+		e.secrets = append(e.secrets, pw.Reveal())
+	}
+	if pw := rec.Destinations[0].SealedPassword; pw == nil {
+		t.Fatalf("the service master key's copy has no sealed password")
+	}
+	// The second run finds every copy whole; no generated password shows.
+	r, rec = hierBackup(t, e)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	checkActions(t, rec, nil)
+}
+
+// TestHierBackupRemote: with backup.remote every item's export is read back
+// over the connection and removed from the server once proven; the agent
+// writes nothing on its own disk.
+func TestHierBackupRemote(t *testing.T) {
+	e := newRemoteEnv(t, ciUser, func(c *mssqltest.Config) {
+		c.Databases, c.ProductVersion = hierDatabases(), "15.0.4355.3"
+	})
+	e.vars["KEYESCROW_HR_DMK_PASSWORD"], e.vars["KEYESCROW_SIGNING_KEY_PASSWORD"] = hrDMKPassword, payrollKeyPW
+	e.secrets = append(e.secrets, masterDMKPassword, hrDMKPassword, payrollKeyPW, "0ps-Dmk-Pa55!")
+	cfg, err := os.ReadFile(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.cfgPath, append(cfg, hierPasswords...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, rec := hierBackup(t, e)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	items := byItem(rec)
+	for _, k := range hierSelected {
+		checkArchived(t, e, k, items[k])
+	}
+	if left := files(t, e.keyDir); len(left) != 0 {
+		t.Errorf("exports are still on the server's disk: %v", left)
+	}
+	if got := e.agentFiles(); !slices.Equal(got, []string{e.cfgPath}) {
+		t.Errorf("the agent wrote on its own disk: %v", got)
+	}
+	count := map[mssqltest.StatementKind]int{}
+	for _, k := range e.srv.Statements() {
+		count[k]++
+	}
+	// Each file read back and removed: the SMK, 3 master keys, 4
+	// certificates with their .pvk.
+	if count[mssqltest.KindReadFile] < 12 || count[mssqltest.KindDeleteFiles] != 12 {
+		t.Errorf("statements: %v", count)
 	}
 }
