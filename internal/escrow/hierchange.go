@@ -131,7 +131,14 @@ func (r *Runner) newestHeld(ctx context.Context, t target, host, instance string
 		return nil, err
 	}
 	sortNewestFirst(copies)
+	// A listing's times have whole seconds at most services: among the
+	// genuine copies of the newest second, the one whose receipt was
+	// written last is the newest.
+	var best *judged
 	for _, c := range copies {
+		if best != nil && !c.Time.Truncate(time.Second).Equal(best.c.Time.Truncate(time.Second)) {
+			break
+		}
 		j := r.judge(ctx, d, c)
 		if j.err != nil {
 			return nil, j.err
@@ -140,14 +147,19 @@ func (r *Runner) newestHeld(ctx context.Context, t target, host, instance string
 			r.Log.DebugContext(ctx, "a copy does not count for change detection", "item", it.Label(), "destination", t.name, "reason", j.skip.Reason, "message", j.skip.Message)
 			continue
 		}
-		h := &held{c: j.c, rec: j.sr.rec}
-		h.gone, err = stillHeld(ctx, t, j.c, j.sr.rec, now)
-		if err != nil {
-			return nil, err
+		if best == nil || j.sr.rec.FinishedAt.After(best.sr.rec.FinishedAt) {
+			best = &j
 		}
-		return h, nil
 	}
-	return nil, nil
+	if best == nil {
+		return nil, nil
+	}
+	h := &held{c: best.c, rec: best.sr.rec}
+	h.gone, err = stillHeld(ctx, t, best.c, best.sr.rec, now)
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
 // stillHeld asks the service, by version id, whether it still holds the
