@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -733,5 +734,57 @@ func TestHierBackupRemote(t *testing.T) {
 	// certificates with their .pvk.
 	if count[mssqltest.KindReadFile] < 12 || count[mssqltest.KindDeleteFiles] != 12 {
 		t.Errorf("statements: %v", count)
+	}
+}
+
+// TestHierCheck: check reads the inventory as backup will and names the
+// keys whose password is needed and not configured (exit 2); it writes
+// nothing.
+func TestHierCheck(t *testing.T) {
+	type report struct {
+		SQLServer struct {
+			Hierarchy *struct {
+				Status           string   `json:"status"`
+				Items            int      `json:"items"`
+				Excluded         int      `json:"excluded"`
+				MissingPasswords []string `json:"missing_passwords"`
+				Error            *struct {
+					Code    int    `json:"code"`
+					Message string `json:"message"`
+				} `json:"error"`
+			} `json:"hierarchy"`
+		} `json:"sqlserver"`
+	}
+	parse := func(t *testing.T, r result) report {
+		t.Helper()
+		var rep report
+		if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || rep.SQLServer.Hierarchy == nil {
+			t.Fatalf("check report: %v\n%s\n%s", err, r.stdout, r.stderr)
+		}
+		return rep
+	}
+	e := newHierEnv(t, "")
+	r := e.run("check", "--config", e.cfgPath, "--json")
+	h := parse(t, r).SQLServer.Hierarchy
+	if r.code != 2 || h.Status != "failed" || len(h.MissingPasswords) != 3 || h.Error == nil || h.Error.Code != 2 ||
+		!strings.Contains(h.MissingPasswords[0], "database master key HR") || !strings.Contains(h.MissingPasswords[2], "certificate: Signing") {
+		t.Fatalf("exit %d %+v\n%s", r.code, h, r.stderr)
+	}
+	e.writeConfig(hierPasswords + "  databases:\n    exclude: [Ops]\n")
+	r = e.run("check", "--config", e.cfgPath, "--json")
+	if h := parse(t, r).SQLServer.Hierarchy; r.code != 0 || h.Status != "ok" || h.Items != 5 || h.Excluded != 2 || len(h.MissingPasswords) != 0 {
+		t.Fatalf("exit %d %+v\n%s", r.code, h, r.stderr)
+	}
+	if tr := e.run("check", "--config", e.cfgPath); tr.code != 0 || !strings.Contains(tr.stdout, "hierarchy: ok items=5 excluded=2") {
+		t.Fatalf("text check:\n%s", tr.stdout)
+	}
+	e.srv.Inject(mssqltest.Fault{Kind: mssqltest.KindCatalog, Error: &mssqltest.Error{Number: 300, Class: 14, State: 1,
+		Message: "VIEW SERVER STATE permission was denied on object 'server', database 'master'."}})
+	r = e.run("check", "--config", e.cfgPath, "--json")
+	if h := parse(t, r).SQLServer.Hierarchy; r.code != 3 || h.Error == nil || !strings.Contains(h.Error.Message, "300") {
+		t.Fatalf("exit %d %+v\n%s", r.code, h, r.stderr)
+	}
+	if objs := objects(t, e); len(objs) != 0 {
+		t.Errorf("check wrote %v", objs)
 	}
 }

@@ -249,6 +249,23 @@ func (r *Runner) itemReceipt(run *receipt.Receipt, it receipt.Item) *receipt.Rec
 // and a certificate's own private key password. A needed password that is
 // not configured fails the item (exit 2) before any SQL runs.
 func (r *Runner) itemPasswords(h sqlserver.Hierarchy, it receipt.Item) (dmk, key secret.Value, err error) {
+	return itemPasswords(h, it, r.KeyPassword)
+}
+
+// KeyPasswordProblems is what backup would fail items with for their key
+// passwords (hierarchy.passwords): for each item that needs one, the
+// password is configured and can be read. check calls it.
+func KeyPasswordProblems(h sqlserver.Hierarchy, items []receipt.Item, keyPassword func(database, certificate string) (secret.Value, error)) []error {
+	var out []error
+	for _, it := range items {
+		if _, _, err := itemPasswords(h, it, keyPassword); err != nil {
+			out = append(out, err)
+		}
+	}
+	return out
+}
+
+func itemPasswords(h sqlserver.Hierarchy, it receipt.Item, keyPassword func(database, certificate string) (secret.Value, error)) (dmk, key secret.Value, err error) {
 	needDMK := false
 	switch it.Kind {
 	case receipt.KindDatabaseMasterKey:
@@ -261,10 +278,10 @@ func (r *Runner) itemPasswords(h sqlserver.Hierarchy, it receipt.Item) (dmk, key
 		}
 	}
 	read := func(database, certificate string) (secret.Value, error) {
-		if r.KeyPassword == nil {
+		if keyPassword == nil {
 			return secret.Value{}, nil
 		}
-		return r.KeyPassword(database, certificate)
+		return keyPassword(database, certificate)
 	}
 	if needDMK {
 		if dmk, err = read(it.Database, ""); err != nil {
@@ -275,7 +292,7 @@ func (r *Runner) itemPasswords(h sqlserver.Hierarchy, it receipt.Item) (dmk, key
 			if it.Kind == receipt.KindCertificate {
 				what = fmt.Sprintf("%s's private key is protected by database %s's master key, which the service master key does not protect: its password is needed and not configured", it.Label(), it.Database)
 			}
-			return dmk, key, exitcode.Wrap(exitcode.Usage, fmt.Errorf("%s: nothing was exported; add it under hierarchy.passwords (- database: %s, password_env: VARIABLE, or password_file: FILE) and run again", what, it.Database))
+			return dmk, key, exitcode.Wrap(exitcode.Usage, fmt.Errorf("%s: add it under hierarchy.passwords (- database: %s, password_env: VARIABLE, or password_file: FILE) and run again", what, it.Database))
 		}
 	}
 	if it.Kind == receipt.KindCertificate && it.PrivateKey == sqlserver.KeyByPassword {
@@ -283,7 +300,7 @@ func (r *Runner) itemPasswords(h sqlserver.Hierarchy, it receipt.Item) (dmk, key
 			return dmk, key, err
 		}
 		if key.Empty() {
-			return dmk, key, exitcode.Wrap(exitcode.Usage, fmt.Errorf("%s has a private key password of its own, which is not configured: nothing was exported; add it under hierarchy.passwords (- database: %s, certificate: %s, password_env: VARIABLE, or password_file: FILE) and run again", it.Label(), it.Database, it.Name))
+			return dmk, key, exitcode.Wrap(exitcode.Usage, fmt.Errorf("%s has a private key password of its own, which is not configured: add it under hierarchy.passwords (- database: %s, certificate: %s, password_env: VARIABLE, or password_file: FILE) and run again", it.Label(), it.Database, it.Name))
 		}
 	}
 	return dmk, key, nil
