@@ -788,3 +788,38 @@ func TestHierCheck(t *testing.T) {
 		t.Errorf("check wrote %v", objs)
 	}
 }
+
+// TestHierBackupOfflineDatabase: an offline database's keys cannot be
+// read. The run escrows everything else, records the database in the
+// inventory's problems (complete: false) and warns; it does not fail, so
+// a database kept offline on purpose does not fail every run (verify and
+// inventory report the incomplete inventory).
+func TestHierBackupOfflineDatabase(t *testing.T) {
+	dbs := append(hierDatabases(), mssqltest.Database{Name: "Archive", Offline: true, MasterKey: &mssqltest.MasterKey{Password: "Arch1ve-Dmk-Pa55"}})
+	e := newEnv(t, mssqltest.Config{Databases: dbs})
+	e.vars["KEYESCROW_HR_DMK_PASSWORD"], e.vars["KEYESCROW_SIGNING_KEY_PASSWORD"] = hrDMKPassword, payrollKeyPW
+	e.secrets = append(e.secrets, masterDMKPassword, hrDMKPassword, payrollKeyPW, "0ps-Dmk-Pa55!", "Arch1ve-Dmk-Pa55")
+	e.writeConfig(hierPasswords)
+	r, rec := hierBackup(t, e)
+	if r.code != 0 || rec.Status != "ok" {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	inv := rec.Inventory
+	if inv == nil || inv.Complete || len(inv.Problems) != 1 || inv.Problems[0].Database != "Archive" || !strings.Contains(inv.Problems[0].Message, "OFFLINE") {
+		t.Fatalf("inventory %+v", inv)
+	}
+	doc, err := os.ReadFile(rec.Destinations[0].Location + ".receipt.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := parseStored(t, string(doc)); st.Inventory == nil || st.Inventory.Complete || len(st.Inventory.Problems) != 1 {
+		t.Errorf("the stored receipt's inventory: %s", doc)
+	}
+	items := byItem(rec)
+	for _, k := range hierSelected {
+		checkArchived(t, e, k, items[k])
+	}
+	if !strings.Contains(r.stderr, "level=WARN") || !strings.Contains(r.stderr, "database=Archive") {
+		t.Errorf("no warning for the offline database:\n%s", r.stderr)
+	}
+}
