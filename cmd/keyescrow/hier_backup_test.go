@@ -369,7 +369,7 @@ func TestHierBackupKeyPasswords(t *testing.T) {
 		// The service master key's copy is proven; the failure is the
 		// hierarchy's and says so.
 		if rec.Destinations[0].Status != "verified" || rec.Error == nil || rec.Error.Code != 2 ||
-			!strings.HasPrefix(rec.Error.Message, "3 of 7 hierarchy items failed: database master key HR: ") {
+			!strings.HasPrefix(rec.Error.Message, "3 of 7 hierarchy items failed: database master key HR is not protected by the service master key") {
 			t.Fatalf("receipt: %+v %+v", rec.Destinations, rec.Error)
 		}
 		items := byItem(rec)

@@ -93,7 +93,11 @@ func (r *Runner) backupHierarchy(ctx context.Context, rec *receipt.Receipt, db S
 		items = append(items, res)
 		if err != nil {
 			errs = append(errs, err)
-			notes = append(notes, it.Label()+": "+strings.ReplaceAll(err.Error(), "\n", "; "))
+			msg := strings.ReplaceAll(err.Error(), "\n", "; ")
+			if !strings.HasPrefix(msg, it.Label()) {
+				msg = it.Label() + ": " + msg
+			}
+			notes = append(notes, msg)
 		}
 	}
 	for _, res := range hier.sel.Excluded {
