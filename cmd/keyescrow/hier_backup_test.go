@@ -608,10 +608,13 @@ func TestHierBackupS3ObjectLock(t *testing.T) {
 	}
 
 	before := e.versions()
+	sent := len(e.proxy.Requests())
+	began := time.Now()
 	r, rec = hierBackup(t, e.env)
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
+	t.Logf("a run with %d unchanged items took %v and %d S3 requests (%d for the first run)", len(hierSelected), time.Since(began).Round(time.Millisecond), len(e.proxy.Requests())-sent, sent)
 	items = checkActions(t, rec, nil)
 	if n := items[dmkHR].Newest; n == nil || n.Destinations[0].VersionID == "" || n.RunID == rec.RunID {
 		t.Errorf("HR: newest copy %+v", n)

@@ -40,6 +40,27 @@ type held struct {
 	gone string
 }
 
+// decideConcurrency bounds the items judged at once: each is a few
+// requests per destination (a listing, a receipt, a Stat).
+const decideConcurrency = 4
+
+// decideAll decides on every item, a few at a time (the exports that
+// follow run one after the other).
+func (r *Runner) decideAll(ctx context.Context, host, instance string, items []receipt.Item, targets []target) []decision {
+	out := make([]decision, len(items))
+	sem := make(chan struct{}, decideConcurrency)
+	var wg sync.WaitGroup
+	for i, it := range items {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			out[i] = r.decide(ctx, host, instance, it, targets)
+		})
+	}
+	wg.Wait()
+	return out
+}
+
 // decide judges an item against its copies at every target destination.
 // Whatever cannot be proven (a listing or a read that fails, a copy whose
 // receipt is forged or unsigned while keys are pinned) counts as no copy,
