@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,7 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/keyescrow/keyescrow/internal/mssqltest"
+	rcpt "github.com/keyescrow/keyescrow/internal/receipt"
 	"github.com/keyescrow/keyescrow/internal/testsrv/azurite"
 	"github.com/keyescrow/keyescrow/internal/testsrv/faultproxy"
 	"github.com/keyescrow/keyescrow/internal/testsrv/s3srv"
@@ -102,17 +103,23 @@ type spec struct {
 	kind faultKind
 	op   faultproxy.Op
 	nth  int
-	cmd  string // archive, verify or restore
+	cmd  string // archive, verify, restore or backup (its faults hit the items' requests only)
 }
 
 // plan lists the faults in a fixed order: every kind on every operation,
 // at the 1st and 2nd matching request, each under archive, and the read
-// operations under verify and restore too.
+// operations under verify and restore too; and every kind on every
+// operation at the 1st and 2nd request about an item (a database master
+// key's or a certificate's folder) under backup.
 func plan() []spec {
 	var out []spec
 	for range 4 {
 		for _, k := range campaignAttacks {
-			out = append(out, spec{kind: k, cmd: "restore"})
+			cmd := "restore"
+			if k.name == forgedItem.name {
+				cmd = "backup"
+			}
+			out = append(out, spec{kind: k, cmd: cmd})
 		}
 	}
 	for _, nth := range []int{1, 2} {
@@ -122,6 +129,7 @@ func plan() []spec {
 				if op != faultproxy.OpPut {
 					out = append(out, spec{kind: k, op: op, nth: nth, cmd: []string{"verify", "restore"}[(nth+len(out))%2]})
 				}
+				out = append(out, spec{kind: k, op: op, nth: nth, cmd: "backup"})
 			}
 		}
 	}
@@ -140,10 +148,20 @@ type tally struct {
 	cleanFailures  int
 	verifyAlarms   int
 	notes          []string
+	// backups is the faulted backups per exit code; itemsChecked the
+	// items of those that exited 0, per action, checked against the
+	// server; itemFalseSuccesses the items among them that were not as
+	// claimed (also counted in falseSuccesses); itemForgeriesCounted the
+	// unchanged items that relied on a planted forgery.
+	backups              map[int]int
+	itemsChecked         map[string]int
+	itemFalseSuccesses   int
+	itemForgeriesCounted int
 }
 
 func newTally() *tally {
-	return &tally{faults: map[string]map[string]int{}, exits: map[string]map[int]int{}, ops: map[string]map[string]int{}}
+	return &tally{faults: map[string]map[string]int{}, exits: map[string]map[int]int{}, ops: map[string]map[string]int{},
+		backups: map[int]int{}, itemsChecked: map[string]int{}}
 }
 
 func (c *tally) add(backend, kind string, op faultproxy.Op, code int) {
@@ -250,6 +268,13 @@ func (c *tally) table() string {
 	} else {
 		fmt.Fprintf(&b, "forged copies accepted: %d\n", c.forgedAccepted)
 	}
+	var bc []string
+	for _, code := range slices.Sorted(maps.Keys(c.backups)) {
+		bc = append(bc, fmt.Sprintf("exit %d: %d", code, c.backups[code]))
+	}
+	fmt.Fprintf(&b, "faulted backups (faults on the items' requests, and forged items): %s\n", strings.Join(bc, ", "))
+	fmt.Fprintf(&b, "items of backups that exited 0, checked on the server: %d archived, %d unchanged; item false successes: %d; unchanged items relying on a forged copy: %d\n",
+		c.itemsChecked[rcpt.ItemArchived], c.itemsChecked[rcpt.ItemUnchanged], c.itemFalseSuccesses, c.itemForgeriesCounted)
 	fmt.Fprintf(&b, "verify after a killed run: %d failed (exit 6) only because of the killed run's copy without a receipt (issue 12 item 5)\n", c.verifyAlarms)
 	return b.String()
 }
@@ -273,6 +298,13 @@ type worker struct {
 	planted []string
 	tally   *tally
 	outN    int
+	// store reads and writes the bucket or container with the SDK;
+	// prefix is the destination's.
+	store  store
+	prefix string
+	// backupN counts the faulted backups (hierMode), itemForgeN the item
+	// forgeries.
+	backupN, itemForgeN int
 }
 
 // campaignReceipt is the part of a receipt the campaign reads (decoded
@@ -303,7 +335,7 @@ func TestFaultCampaign(t *testing.T) {
 		total = n
 	}
 	if signingAvailable() {
-		campaignAttacks = []faultKind{forgedCopy, forgedVersion}
+		campaignAttacks = []faultKind{forgedCopy, forgedVersion, forgedItem}
 		defer func() { campaignAttacks = nil }()
 	}
 	const workers = 2
@@ -353,11 +385,15 @@ func TestFaultCampaign(t *testing.T) {
 }
 
 func newS3Worker(t *testing.T, srv *s3srv.Server, backend string, i int, c *tally) *worker {
-	e := newS3Env(t, srv, lockBucket())
+	e := &s3Env{env: newEnv(t, hierCampaignConfig(backend)), srv: srv, proxy: s3srv.NewProxy(t, srv), bucket: srv.NewBucket(t, lockBucket())}
+	e.vars["AWS_ACCESS_KEY_ID"] = srv.AccessKey
+	e.vars["AWS_SECRET_ACCESS_KEY"] = srv.SecretKey
+	e.secrets = append(e.secrets, srv.SecretKey, masterDMKPassword)
 	w := &worker{t: t, e: e.env, backend: backend, host: fmt.Sprintf("w%d", i), tally: c,
 		fp: faultproxy.NewHTTP(t, srv.Endpoint, srv.TLS.CA, srv.TLS)}
 	e.writeS3(s3Dest{endpoint: w.fp.Endpoint})
 	admin := srv.Admin("")
+	w.store, w.prefix = s3Store{c: admin, bucket: e.bucket}, "sqlkeys/"
 	w.forge = forgeS3(admin, e.bucket, "sqlkeys/")
 	w.check = func(d campaignDest, since time.Time) error {
 		key, ok := strings.CutPrefix(d.Location, "s3://"+e.bucket+"/")
@@ -389,8 +425,8 @@ func newS3Worker(t *testing.T, srv *s3srv.Server, backend string, i int, c *tall
 }
 
 func newAzWorker(t *testing.T, srv *azurite.Server, i int, c *tally) *worker {
-	a := &azEnv{env: newEnv(t, mssqltest.Config{}), srv: srv}
-	a.secrets = []string{azurite.AccountKey}
+	a := &azEnv{env: newEnv(t, hierCampaignConfig("azurite")), srv: srv}
+	a.secrets = []string{azurite.AccountKey, masterDMKPassword}
 	a.vars["KEYESCROW_TEST_AZ_ACCOUNT_KEY"] = azurite.AccountKey
 	name, admin := a.container()
 	w := &worker{t: t, e: a.env, backend: "azurite", host: fmt.Sprintf("w%d", i), tally: c,
@@ -398,6 +434,7 @@ func newAzWorker(t *testing.T, srv *azurite.Server, i int, c *tally) *worker {
 	a.writeAzConfig(map[string]string{"account_url": w.fp.Endpoint + "/" + azurite.AccountName, "container": name, "auth": "shared-key",
 		"account_key_env": "KEYESCROW_TEST_AZ_ACCOUNT_KEY", "ca_file": srv.CAFile}, "region", "versioning", "immutability")
 	w.forge = forgeAzure(admin)
+	w.store = azStore{c: admin, marker: "/" + azurite.AccountName + "/" + name + "/"}
 	w.check = func(d campaignDest, since time.Time) error {
 		_, blob, ok := strings.Cut(d.Location, "/"+azurite.AccountName+"/"+name+"/")
 		if !ok {
@@ -436,9 +473,13 @@ func (w *worker) setup() {
 	if len(campaignAttacks) > 0 {
 		w.enableSigning()
 	}
-	// One good copy first, so verify and restore have something to read.
+	// One good copy first, so verify and restore have something to read,
+	// and one of the hierarchy, so backup has copies to compare with.
 	if r := w.archive(); r.code != 0 {
 		w.t.Fatalf("%s: the first clean archive: exit %d\n%s", w.backend, r.code, r.stderr)
+	}
+	if r := w.e.run(w.backupArgs(true)...); r.code != 0 {
+		w.t.Fatalf("%s: the first clean backup: exit %d\n%s", w.backend, r.code, r.stderr)
 	}
 }
 
@@ -459,6 +500,8 @@ func (w *worker) args(cmd string) ([]string, string) {
 		w.outN++
 		out := filepath.Join(w.e.root, fmt.Sprintf("restored-%d.key", w.outN))
 		return []string{"restore", "--config", w.e.cfgPath, "--host", w.host, "--instance", "INST1", "--out", out}, out
+	case "backup":
+		return w.backupArgs(false), ""
 	}
 	return []string{"archive", "--config", w.e.cfgPath, "--json", "--host", w.host, "--instance", "INST1", w.in}, ""
 }
@@ -495,6 +538,13 @@ func (w *worker) campaign(n int) {
 func (w *worker) one(s spec) bool {
 	t := w.t
 	args, out := w.args(s.cmd)
+	var paths []string
+	if s.cmd == "backup" {
+		paths = itemPaths
+		if s.kind.attack == nil {
+			args = append(args, w.hierMode(s.op)...)
+		}
+	}
 	for len(w.fp.Held) > 0 {
 		<-w.fp.Held
 	}
@@ -505,9 +555,9 @@ func (w *worker) one(s spec) bool {
 		}
 		w.fp.Arm(nil)
 	case s.kind.kill:
-		w.fp.Arm(&faultproxy.Fault{Kind: faultproxy.Hold, Op: s.op, Nth: s.nth})
+		w.fp.Arm(&faultproxy.Fault{Kind: faultproxy.Hold, Op: s.op, Nth: s.nth, Paths: paths})
 	default:
-		w.fp.Arm(&faultproxy.Fault{Kind: s.kind.proxy, Op: s.op, Nth: s.nth, Every: s.kind.every})
+		w.fp.Arm(&faultproxy.Fault{Kind: s.kind.proxy, Op: s.op, Nth: s.nth, Every: s.kind.every, Paths: paths})
 	}
 	since := time.Now()
 	finished := make(chan struct{})
@@ -542,19 +592,28 @@ func (w *worker) one(s spec) bool {
 		return false
 	}
 	w.tally.add(w.backend, s.kind.name, s.op, r.code)
+	if s.cmd == "backup" {
+		w.tally.mu.Lock()
+		w.tally.backups[r.code]++
+		w.tally.mu.Unlock()
+	}
 	w.honest(label, s, r, out, since, keyCorrupted)
 
 	// The next clean run is not blocked: no stale lock, no leftover.
-	if c := w.archive(); c.code != 0 {
+	clean, host := w.archive, w.host
+	if s.cmd == "backup" {
+		clean, host = func() result { return w.e.run(w.backupArgs(true)...) }, w.backupHost()
+	}
+	if c := clean(); c.code != 0 {
 		w.tally.mu.Lock()
 		w.tally.cleanFailures++
 		w.tally.mu.Unlock()
-		t.Errorf("%s: the clean archive after it exited %d\n%s", label, c.code, c.stderr)
+		t.Errorf("%s: the clean %s after it exited %d\n%s\n%s", label, s.cmd, c.code, c.stdout, c.stderr)
 	}
 	if killed {
 		// A killed run may leave a copy without a receipt; verify must
 		// not call the archive corrupt because of it.
-		v := w.e.run(slices.Concat([]string{"verify", "--config", w.e.cfgPath, "--host", w.host}, generous)...)
+		v := w.e.run(slices.Concat([]string{"verify", "--config", w.e.cfgPath, "--host", host}, generous)...)
 		leftovers, expected := w.expectedComplaints(v)
 		switch {
 		case v.code == 0:
@@ -610,7 +669,7 @@ func (w *worker) honest(label string, s spec, r result, out string, since time.T
 		t.Errorf("FALSE SUCCESS: %s: "+format, append([]any{label}, args...)...)
 	}
 	switch s.cmd {
-	case "archive":
+	case "archive", "backup":
 		if r.code == 137 {
 			return
 		}
@@ -627,6 +686,30 @@ func (w *worker) honest(label string, s spec, r result, out string, since time.T
 		}
 		if rec.Status != "ok" || len(rec.Destinations) == 0 {
 			falseSuccess("exit 0 with receipt status %q and %d destinations", rec.Status, len(rec.Destinations))
+			return
+		}
+		if s.cmd == "backup" {
+			// The service master key's copy holds what the receipt
+			// records, and every item is as the receipt says.
+			var smk hierReceipt
+			_ = json.Unmarshal([]byte(r.stdout), &smk)
+			for _, d := range rec.Destinations {
+				if d.Status != "verified" || smk.File == nil {
+					falseSuccess("exit 0 with %s %s", d.Name, d.Status)
+					continue
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				if err := w.holds(ctx, w.store.key(d.Location), d.VersionID, smk.File, since); err != nil {
+					falseSuccess("exit 0 but the service master key's copy %s: %v", d.Location, err)
+				}
+				cancel()
+			}
+			for _, msg := range w.hierHonest(r.stdout, since) {
+				w.tally.mu.Lock()
+				w.tally.itemFalseSuccesses++
+				w.tally.mu.Unlock()
+				falseSuccess("exit 0 but %s", msg)
+			}
 			return
 		}
 		for _, d := range rec.Destinations {

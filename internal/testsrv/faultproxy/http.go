@@ -8,7 +8,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -96,6 +98,20 @@ type Fault struct {
 	Times  int
 	Every  time.Duration // Delay's wait, Trickle's interval
 	Status int           // Status5xx's status; 0 means 503
+	// Paths, when set, narrows the matching requests to those whose path
+	// or (unescaped) query contains one of these strings, e.g.
+	// "/certificate/": the requests about one part of the archive (a
+	// listing names its folder in the query's prefix).
+	Paths []string
+}
+
+// matches reports whether a request of op on target (path?query) counts
+// for f.
+func (f *Fault) matches(op Op, target string) bool {
+	if f.Op != OpAny && f.Op != op {
+		return false
+	}
+	return len(f.Paths) == 0 || slices.ContainsFunc(f.Paths, func(p string) bool { return strings.Contains(target, p) })
 }
 
 // HTTP is a TLS-terminating reverse proxy on 127.0.0.1 in front of a real
@@ -179,12 +195,15 @@ func (p *HTTP) Release() {
 }
 
 // take returns the fault that fires for this request, if any.
-func (p *HTTP) take(op Op, path string) (*Fault, chan struct{}) {
+func (p *HTTP) take(op Op, path, query string) (*Fault, chan struct{}) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.log = append(p.log, op)
 	f := p.fault
-	if f == nil || (f.Op != OpAny && f.Op != op) {
+	if q, err := url.QueryUnescape(query); err == nil {
+		query = q
+	}
+	if f == nil || !f.matches(op, path+"?"+query) {
 		return nil, nil
 	}
 	p.seen++
@@ -217,7 +236,7 @@ func (p *HTTP) wait(r *http.Request, d time.Duration) bool {
 
 func (p *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	op := Classify(r)
-	f, release := p.take(op, r.URL.Path)
+	f, release := p.take(op, r.URL.Path, r.URL.RawQuery)
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		return
