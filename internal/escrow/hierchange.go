@@ -195,8 +195,9 @@ func (r *Runner) newestHeld(ctx context.Context, t target, host, instance string
 // stillHeld asks the service, by version id, whether it still holds the
 // copy as its receipt records it: the same size and SHA-256, the lock
 // still in force where one is configured, and the files that travel with
-// it (a certificate's .pvk, a sealed password). It returns why not ("" when
-// it does); err is a failed request.
+// it (a certificate's .pvk, a sealed password). A file without a version
+// id is also read back and hashed. It returns why not ("" when it does);
+// err is a failed request.
 func stillHeld(ctx context.Context, t target, c Copy, rec *receipt.Receipt, now time.Time) (string, error) {
 	check := func(key, versionID, what, sha string, size int64) (string, error) {
 		st, err := t.backend.Stat(ctx, key, versionID)
@@ -209,6 +210,21 @@ func stillHeld(ctx context.Context, t target, c Copy, rec *receipt.Receipt, now 
 		want, _ := hex.DecodeString(sha)
 		if st.Size != size || st.SHA256 == nil || !bytes.Equal(st.SHA256, want) {
 			return fmt.Sprintf("%s (%s version %q) is not what its receipt records (%d bytes, SHA-256 %x; the receipt: %d bytes, %s)", what, t.backend.Location(key), versionID, st.Size, st.SHA256, size, sha), nil
+		}
+		if versionID == "" {
+			// No version id pins these bytes: anyone who may write
+			// can replace them under the same name, and the SHA-256 a
+			// service states may be the writer's own metadata (Azure
+			// Blob's is). Hash what is stored now (a few KB).
+			sum, n, err := readBack(ctx, t.backend, key, "", size)
+			switch {
+			case errors.Is(err, storage.ErrNotFound):
+				return fmt.Sprintf("%s (%s) is no longer stored", what, t.backend.Location(key)), nil
+			case err != nil:
+				return "", transferError("read back", t, key, err)
+			case n != size || !bytes.Equal(sum[:], want):
+				return fmt.Sprintf("%s (%s) was replaced: it holds %d bytes, SHA-256 %x (the receipt: %d bytes, %s)", what, t.backend.Location(key), n, sum, size, sha), nil
+			}
 		}
 		if t.retain != nil && (st.Retention == nil || !st.Retention.Until.After(now)) {
 			return fmt.Sprintf("%s (%s version %q) is no longer locked", what, t.backend.Location(key), versionID), nil
