@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -97,8 +98,9 @@ type store interface {
 	// day after since; Azurite has none, waived).
 	locked(ctx context.Context, key, version string, since time.Time) error
 	// put writes a new version with the agent's credentials, as keyescrow
-	// would (checksum metadata, a lock), and returns its version id.
-	put(ctx context.Context, key string, data []byte) (string, error)
+	// would (checksum metadata, a lock), and returns its version id. claim
+	// is the SHA-256 the metadata states ("": the data's).
+	put(ctx context.Context, key string, data []byte, claim string) (string, error)
 }
 
 type s3Store struct {
@@ -147,18 +149,31 @@ func (s s3Store) locked(ctx context.Context, key, version string, since time.Tim
 	if err != nil {
 		return fmt.Errorf("HeadObject %s version %q: %w", key, version, err)
 	}
-	if h.ObjectLockMode != "COMPLIANCE" || h.ObjectLockRetainUntilDate == nil || h.ObjectLockRetainUntilDate.Before(since.Add(24*time.Hour-2*time.Second)) {
-		return fmt.Errorf("%s version %q: lock %q until %v, want COMPLIANCE for a day", key, version, h.ObjectLockMode, h.ObjectLockRetainUntilDate)
+	mode, until := string(h.ObjectLockMode), h.ObjectLockRetainUntilDate
+	if mode == "" {
+		// versitygw answers a HEAD of a version that is no longer the
+		// current one without its lock: GetObjectRetention has it.
+		r, err := s.c.GetObjectRetention(ctx, &s3.GetObjectRetentionInput{Bucket: aws.String(s.bucket), Key: aws.String(key), VersionId: aws.String(version)})
+		if err != nil {
+			return fmt.Errorf("GetObjectRetention %s version %q: %w", key, version, err)
+		}
+		if r.Retention != nil {
+			mode, until = string(r.Retention.Mode), r.Retention.RetainUntilDate
+		}
+	}
+	if mode != "COMPLIANCE" || until == nil || until.Before(since.Add(24*time.Hour-2*time.Second)) {
+		return fmt.Errorf("%s version %q: lock %q until %v, want COMPLIANCE for a day", key, version, mode, until)
 	}
 	return nil
 }
 
-func (s s3Store) put(ctx context.Context, key string, data []byte) (string, error) {
+func (s s3Store) put(ctx context.Context, key string, data []byte, claim string) (string, error) {
 	sum := sha256.Sum256(data)
+	claim = cmp.Or(claim, hex.EncodeToString(sum[:]))
 	out, err := s.c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key), Body: bytes.NewReader(data),
 		ChecksumAlgorithm: types.ChecksumAlgorithmSha256, ChecksumSHA256: aws.String(b64(sum[:])),
 		ObjectLockMode: types.ObjectLockModeCompliance, ObjectLockRetainUntilDate: aws.Time(time.Now().Add(25 * time.Hour)),
-		Metadata: map[string]string{"sha256": hex.EncodeToString(sum[:])}})
+		Metadata: map[string]string{"sha256": claim}})
 	if err != nil {
 		return "", err
 	}
@@ -210,9 +225,9 @@ func (s azStore) get(ctx context.Context, key, version string) ([]byte, error) {
 
 func (azStore) locked(context.Context, string, string, time.Time) error { return nil }
 
-func (s azStore) put(ctx context.Context, key string, data []byte) (string, error) {
+func (s azStore) put(ctx context.Context, key string, data []byte, claim string) (string, error) {
 	sum := sha256.Sum256(data)
-	hexSum := hex.EncodeToString(sum[:])
+	hexSum := cmp.Or(claim, hex.EncodeToString(sum[:]))
 	_, err := s.c.NewBlockBlobClient(key).UploadBuffer(ctx, data, &blockblob.UploadBufferOptions{Metadata: map[string]*string{"sha256": &hexSum}})
 	return "", err
 }
@@ -503,12 +518,16 @@ func (w *worker) tallyItem(action string) {
 	w.tally.itemsChecked[action]++
 }
 
-// forgeItem plants a newer forged copy of TDECert in the backup host's
-// folder: its bytes are not the certificate's, and its receipt either
-// claims them with the live thumbprint (the genuine newest receipt with
-// names, checksums and version ids replaced, so its signature no longer
-// verifies) or, every other time, is the genuine signed receipt of
-// master's database master key (a receipt that names another item).
+// forgeItem forges TDECert's newest copy in the backup host's folder, in
+// turn: a newer forged copy whose bytes are not the certificate's and
+// whose receipt claims them with the live thumbprint (the genuine newest
+// receipt with names, checksums and version ids replaced, so its signature
+// no longer verifies); the same whose receipt is the genuine signed
+// receipt of master's database master key (a receipt that names another
+// item); or other bytes written over the genuine newest copy, under its
+// own name, whose metadata claims the genuine SHA-256 (a new version where
+// the service keeps versions; on Azurite, where versioning is waived, the
+// copy itself).
 func (w *worker) forgeItem() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -535,6 +554,18 @@ func (w *worker) forgeItem() error {
 	if cert == "" || dmk == "" {
 		return fmt.Errorf("no genuine copy of TDECert (%q) or master's key (%q) under %s", cert, dmk, host)
 	}
+	w.itemForgeN++
+	if w.itemForgeN%3 == 0 {
+		genuine, err := w.store.get(ctx, cert, "")
+		if err != nil {
+			return err
+		}
+		data := bytes.Repeat([]byte{'O'}, len(genuine))
+		copy(data, "overwritten certificate ")
+		w.overwritten = append(w.overwritten, path.Base(cert))
+		_, err = w.store.put(ctx, cert, data, sha(genuine))
+		return err
+	}
 	dir, base := path.Split(cert)
 	m := itemCopyName.FindStringSubmatch(base)
 	if m == nil {
@@ -543,8 +574,7 @@ func (w *worker) forgeItem() error {
 	newer := time.Now().UTC().Add(time.Hour).Format("20060102T150405Z")
 	forgedBase := fmt.Sprintf("%s-%s-%s%s", m[1], newer, testutil.RandHex(len(m[3])/2), ext)
 	forged := dir + forgedBase
-	w.itemForgeN++
-	namesOther := w.itemForgeN%2 == 0
+	namesOther := w.itemForgeN%3 == 2
 	var rec []byte
 	if namesOther {
 		rec, err = w.store.get(ctx, dmk+".receipt.json", "")
@@ -561,7 +591,7 @@ func (w *worker) forgeItem() error {
 	data := bytes.Repeat([]byte{'F'}, len(genuine))
 	copy(data, "forged certificate ")
 	w.planted = append(w.planted, forgedBase)
-	version, err := w.store.put(ctx, forged, data)
+	version, err := w.store.put(ctx, forged, data, "")
 	if err != nil {
 		return err
 	}
@@ -584,7 +614,7 @@ func (w *worker) forgeItem() error {
 				return err
 			}
 			fpvk := bytes.Repeat([]byte{'P'}, len(pvk))
-			pv, err := w.store.put(ctx, strings.TrimSuffix(forged, ".cer")+".pvk", fpvk)
+			pv, err := w.store.put(ctx, strings.TrimSuffix(forged, ".cer")+".pvk", fpvk, "")
 			if err != nil {
 				return err
 			}
@@ -594,6 +624,6 @@ func (w *worker) forgeItem() error {
 			}
 		}
 	}
-	_, err = w.store.put(ctx, forged+".receipt.json", rec)
+	_, err = w.store.put(ctx, forged+".receipt.json", rec, "")
 	return err
 }
