@@ -25,7 +25,6 @@ import (
 	"github.com/keyescrow/keyescrow/internal/mssqltest"
 	rcpt "github.com/keyescrow/keyescrow/internal/receipt"
 	"github.com/keyescrow/keyescrow/internal/sign"
-	"github.com/keyescrow/keyescrow/internal/testsrv/faultproxy"
 	"github.com/keyescrow/keyescrow/internal/testutil"
 )
 
@@ -251,11 +250,12 @@ func (w *worker) backupArgs(clean bool) []string {
 // database master key regenerated (it is archived, TDECert unchanged),
 // every item refreshed (hierarchy.refresh 1ms: both archived, TDECert with
 // its .pvk on MinIO), or nothing changed (both unchanged: only change
-// detection's requests). A PUT fault needs a write: never the last.
-func (w *worker) hierMode(op faultproxy.Op) []string {
+// detection's requests). A fault on a write or on the proofs after it
+// needs a write: never the last.
+func (w *worker) hierMode(write bool) []string {
 	w.backupN++
 	mode := w.backupN % 3
-	if op == faultproxy.OpPut && mode == 2 {
+	if write && mode == 2 {
 		mode = w.backupN % 2
 	}
 	switch mode {

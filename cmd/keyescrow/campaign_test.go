@@ -115,6 +115,10 @@ type spec struct {
 	op   faultproxy.Op
 	nth  int
 	cmd  string // archive, verify, restore or backup (its faults hit the items' requests only)
+	// after: a backup's fault counts only the requests after the first
+	// write of an item (OpPut): the proofs of the copies it archives,
+	// not change detection's reads before them.
+	after faultproxy.Op
 }
 
 // plan lists the faults in a fixed order: every kind on every operation,
@@ -138,6 +142,9 @@ func plan() []spec {
 			for i, k := range campaignKinds {
 				if k.backupOnly {
 					out = append(out, spec{kind: k, op: op, nth: nth, cmd: "backup"})
+					if nth == 1 && (op == faultproxy.OpHead || op == faultproxy.OpGet) {
+						out = append(out, spec{kind: k, op: op, nth: nth, cmd: "backup", after: faultproxy.OpPut})
+					}
 					continue
 				}
 				out = append(out, spec{kind: k, op: op, nth: nth, cmd: "archive"})
@@ -145,9 +152,16 @@ func plan() []spec {
 					out = append(out, spec{kind: k, op: op, nth: nth, cmd: []string{"verify", "restore"}[(nth+len(out))%2]})
 				}
 				// Backup (the heavier run) takes each kind on each
-				// operation once, at the 1st or the 2nd request in turn.
+				// operation once, at the 1st or the 2nd request in turn;
+				// half the kinds' HEADs and GETs are those that prove
+				// the copies it writes (after its first PUT), the others
+				// change detection's.
 				if (nth+i)%2 == 0 {
-					out = append(out, spec{kind: k, op: op, nth: nth, cmd: "backup"})
+					sp := spec{kind: k, op: op, nth: nth, cmd: "backup"}
+					if (op == faultproxy.OpHead || op == faultproxy.OpGet) && i%4 >= 2 {
+						sp.after = faultproxy.OpPut
+					}
+					out = append(out, sp)
 				}
 			}
 		}
@@ -177,6 +191,7 @@ type tally struct {
 	// claimed (also counted in falseSuccesses); itemForgeriesCounted the
 	// unchanged items that relied on a planted forgery.
 	backups              map[int]int
+	falseFailures        int // backups that failed with nothing failed in their receipt
 	itemsChecked         map[string]int
 	itemFalseSuccesses   int
 	itemForgeriesCounted int
@@ -298,6 +313,7 @@ func (c *tally) table() string {
 	fmt.Fprintf(&b, "faulted backups (faults on the items' requests, and forged items): %s\n", strings.Join(bc, ", "))
 	fmt.Fprintf(&b, "items the faulted backups called archived or unchanged, checked on the server: %d archived, %d unchanged; item false successes: %d; unchanged items relying on a forged copy: %d\n",
 		c.itemsChecked[rcpt.ItemArchived], c.itemsChecked[rcpt.ItemUnchanged], c.itemFalseSuccesses, c.itemForgeriesCounted)
+	fmt.Fprintf(&b, "failed backups whose receipt names nothing that failed: %d\n", c.falseFailures)
 	fmt.Fprintf(&b, "verify after a killed run: %d failed (exit 6) only because of the killed run's copy without a receipt (issue 12 item 5)\n", c.verifyAlarms)
 	return b.String()
 }
@@ -566,7 +582,7 @@ func (w *worker) one(s spec) bool {
 	if s.cmd == "backup" {
 		paths = itemPaths
 		if s.kind.attack == nil {
-			args = append(args, w.hierMode(s.op)...)
+			args = append(args, w.hierMode(s.op == faultproxy.OpPut || s.after != "")...)
 		}
 	}
 	for len(w.fp.Held) > 0 {
@@ -579,9 +595,9 @@ func (w *worker) one(s spec) bool {
 		}
 		w.fp.Arm(nil)
 	case s.kind.kill:
-		w.fp.Arm(&faultproxy.Fault{Kind: faultproxy.Hold, Op: s.op, Nth: s.nth, Paths: paths})
+		w.fp.Arm(&faultproxy.Fault{Kind: faultproxy.Hold, Op: s.op, Nth: s.nth, Paths: paths, After: s.after})
 	default:
-		w.fp.Arm(&faultproxy.Fault{Kind: s.kind.proxy, Op: s.op, Nth: s.nth, Every: s.kind.every, Times: s.kind.times, Paths: paths})
+		w.fp.Arm(&faultproxy.Fault{Kind: s.kind.proxy, Op: s.op, Nth: s.nth, Every: s.kind.every, Times: s.kind.times, Paths: paths, After: s.after})
 	}
 	since := time.Now()
 	finished := make(chan struct{})
@@ -618,6 +634,9 @@ func (w *worker) one(s spec) bool {
 		fired = false
 	}
 	label := fmt.Sprintf("%s %s on %s #%d under %s", w.backend, s.kind.name, s.op, s.nth, s.cmd)
+	if s.after != "" {
+		label = fmt.Sprintf("%s %s on %s #%d after the first %s under %s", w.backend, s.kind.name, s.op, s.nth, s.after, s.cmd)
+	}
 	if !fired {
 		// The run never reached that request: not a fault, but its result
 		// must still be honest.
@@ -716,6 +735,19 @@ func (w *worker) honest(label string, s spec, r result, out string, since time.T
 				t.Errorf("%s: exit %d but the receipt says %q exit %d", label, r.code, rec.Status, rec.ExitCode)
 			}
 			if s.cmd == "backup" {
+				// A failed run says what failed: a destination of the
+				// service master key or an item.
+				var smk hierReceipt
+				_ = json.Unmarshal([]byte(r.stdout), &smk)
+				failed := !slices.ContainsFunc(rec.Destinations, func(d campaignDest) bool { return d.Status == "verified" }) ||
+					slices.ContainsFunc(rec.Destinations, func(d campaignDest) bool { return d.Status != "verified" }) ||
+					slices.ContainsFunc(smk.Items, func(it rcpt.ItemResult) bool { return it.Action == rcpt.ItemFailed })
+				if !failed {
+					w.tally.mu.Lock()
+					w.tally.falseFailures++
+					w.tally.mu.Unlock()
+					t.Errorf("%s: exit %d, but every destination and item of its receipt succeeded\n%s\n%s", label, r.code, r.stdout, r.stderr)
+				}
 				// A failed run still never calls an item archived or
 				// unchanged that is not.
 				for _, msg := range w.hierHonest(r.stdout, since, false) {

@@ -103,6 +103,10 @@ type Fault struct {
 	// "/certificate/": the requests about one part of the archive (a
 	// listing names its folder in the query's prefix).
 	Paths []string
+	// After, when set, starts the count only once a request of that
+	// operation (matching Paths) has been seen since Arm, e.g. OpPut: the
+	// reads that prove what was written, not those that came before.
+	After Op
 }
 
 // matches reports whether a request of op on target (path?query) counts
@@ -111,6 +115,10 @@ func (f *Fault) matches(op Op, target string) bool {
 	if f.Op != OpAny && f.Op != op {
 		return false
 	}
+	return f.onPath(target)
+}
+
+func (f *Fault) onPath(target string) bool {
 	return len(f.Paths) == 0 || slices.ContainsFunc(f.Paths, func(p string) bool { return strings.Contains(target, p) })
 }
 
@@ -130,7 +138,8 @@ type HTTP struct {
 
 	mu      sync.Mutex
 	fault   *Fault
-	seen    int // matching requests since Arm
+	seen    int  // matching requests since Arm
+	after   bool // a request of the fault's After was seen since Arm
 	fired   int
 	paths   []string // of the requests the fault fired on
 	release chan struct{}
@@ -165,7 +174,7 @@ func NewHTTP(t testing.TB, target, targetCA string, cert testtls.Files) *HTTP {
 func (p *HTTP) Arm(f *Fault) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.fault, p.seen, p.fired, p.paths = f, 0, 0, nil
+	p.fault, p.seen, p.fired, p.paths, p.after = f, 0, 0, nil, false
 	p.release = make(chan struct{})
 	p.log = nil
 }
@@ -203,7 +212,14 @@ func (p *HTTP) take(op Op, path, query string) (*Fault, chan struct{}) {
 	if q, err := url.QueryUnescape(query); err == nil {
 		query = q
 	}
-	if f == nil || !f.matches(op, path+"?"+query) {
+	if f == nil {
+		return nil, nil
+	}
+	counting := f.After == "" || p.after
+	if f.After == op && f.onPath(path+"?"+query) {
+		p.after = true
+	}
+	if !counting || !f.matches(op, path+"?"+query) {
 		return nil, nil
 	}
 	p.seen++
