@@ -101,6 +101,10 @@ type AuditedGroup struct {
 	Inventory *InventorySource `json:"inventory,omitempty"`
 	Warnings  []string         `json:"warnings,omitempty"`
 	Error     *receipt.Error   `json:"error,omitempty"`
+
+	// lapsed: an item group's newest proven copy is no longer locked (the
+	// message); judgeItems decides whether that fails.
+	lapsed string
 }
 
 // CheckedCopy is one copy read back and re-hashed.
@@ -470,13 +474,19 @@ func (r *Runner) auditGroup(ctx context.Context, d Destination, g *group, copies
 		if cc.Retention != nil {
 			msg += fmt.Sprintf(": its retention ended %s", cc.Retention.Until.Format(time.RFC3339))
 		}
-		if i == 0 {
+		switch {
+		case i == 0 && kindDepth(g.Kind) > 0:
+			// An item's newest copy must be locked while an inventory
+			// lists it; once it is dropped its copies age out. Decided
+			// when the inventory is known (judgeItems).
+			ag.lapsed = msg
+		case i == 0:
 			// The newest copy must be locked: otherwise no copy of the key
 			// is protected from deletion.
 			errs = append(errs, exitcode.Wrap(exitcode.Verify, fmt.Errorf("%s: %s", d.Config.Name, msg)))
 			ag.Checked[i].Status = receipt.DestFailed
 			ag.Checked[i].Error = &receipt.Error{Code: exitcode.Verify, Message: msg}
-		} else {
+		default:
 			ag.Warnings = append(ag.Warnings, msg)
 		}
 	}

@@ -163,11 +163,20 @@ func (r *Runner) judgeItems(ctx context.Context, d Destination, out *AuditedDest
 	for _, p := range items {
 		if listed(p.ag) {
 			p.ag.MaxAge = limitText
+			if p.ag.lapsed != "" {
+				// The newest copy of a key still in use must be locked.
+				p.err = errors.Join(p.err, exitcode.Wrap(exitcode.Verify, fmt.Errorf("%s: %s", d.Config.Name, p.ag.lapsed)))
+				p.ag.Checked[0].Status = receipt.DestFailed
+				p.ag.Checked[0].Error = &receipt.Error{Code: exitcode.Verify, Message: p.ag.lapsed}
+			}
 		} else {
 			// A dropped or excluded item, or one of a host whose inventory
 			// is unknown: its copies are still proven, their age is not
-			// judged (they are never archived again).
+			// judged (they are never archived again), and their locks end.
 			p.ag.MaxAge = "none"
+			if p.ag.lapsed != "" {
+				p.ag.Warnings = append(p.ag.Warnings, p.ag.lapsed+" (no inventory lists the item: its copies are not renewed)")
+			}
 		}
 		judge(p.ag, p.err, 0, "")
 	}
