@@ -44,13 +44,19 @@ func boolPtr(b bool) *bool           { return &b }
 // returns the copy's key at each destination.
 func (a *archive) storeCopy(kind string, item *receipt.Item, inv *receipt.Inventory, at time.Time, content, pvk string) map[string]string {
 	a.t.Helper()
-	ctx := testContext(a.t)
 	a.now = at
-	r := a.runner
+	return storeTestCopy(a.t, a.runner, itemHost, itemInst, kind, item, inv, content, pvk)
+}
+
+// storeTestCopy is storeCopy with r's clock and the host and instance given.
+func storeTestCopy(t *testing.T, r *Runner, host, instance, kind string, item *receipt.Item, inv *receipt.Inventory, content, pvk string) map[string]string {
+	t.Helper()
+	ctx := testContext(t)
+	at := r.Clock()
 	r.RunID = NewRunID()
 	rec := r.newReceipt()
-	rec.Host, rec.Instance, rec.Kind, rec.Item, rec.Inventory = itemHost, itemInst, kind, item, inv
-	name := backupFileName(itemHost, at, r.RunID)
+	rec.Host, rec.Instance, rec.Kind, rec.Item, rec.Inventory = host, instance, kind, item, inv
+	name := backupFileName(host, at, r.RunID)
 	if item != nil {
 		name = itemFileName(*item, at, r.RunID)
 	}
@@ -63,38 +69,38 @@ func (a *archive) storeCopy(kind string, item *receipt.Item, inv *receipt.Invent
 	}
 	targets, refused := r.preflight(ctx, rec)
 	if refused != nil {
-		a.t.Fatalf("preflight: %v", refused)
+		t.Fatalf("preflight: %v", refused)
 	}
 	keys := map[string]string{}
-	for _, t := range targets {
-		t.retention = t.lockUntil(at)
-		prefix := r.destConfig(t.name).Prefix
-		key := objectKey(prefix, itemHost, itemInst, kind, name)
+	for _, tg := range targets {
+		tg.retention = tg.lockUntil(at)
+		prefix := r.destConfig(tg.name).Prefix
+		key := objectKey(prefix, host, instance, kind, name)
 		if item != nil {
-			key = itemObjectKey(prefix, itemHost, itemInst, *item, name)
+			key = itemObjectKey(prefix, host, instance, *item, name)
 		}
-		d, err := copyAndProve(ctx, t, key, kf)
+		d, err := copyAndProve(ctx, tg, key, kf)
 		if err != nil {
-			a.t.Fatalf("copy to %s: %v", t.name, err)
+			t.Fatalf("copy to %s: %v", tg.name, err)
 		}
 		if pk != nil {
-			sd, err := copyAndProve(ctx, t, privateKeyKey(key), pk)
+			sd, err := copyAndProve(ctx, tg, privateKeyKey(key), pk)
 			if err != nil {
-				a.t.Fatalf("private key to %s: %v", t.name, err)
+				t.Fatalf("private key to %s: %v", tg.name, err)
 			}
 			d.PrivateKey = &receipt.Sidecar{Location: sd.Location, VersionID: sd.VersionID, SHA256: sd.Checksum.Local, Bytes: int64(len(pk.data)), Retention: sd.Retention, ReadBack: sd.ReadBack}
 		}
 		rec.Destinations = append(rec.Destinations, d)
-		keys[t.name] = key
+		keys[tg.name] = key
 	}
 	doc, err := r.storedReceipt(rec)
 	if err != nil {
-		a.t.Fatal(err)
+		t.Fatal(err)
 	}
-	for _, t := range targets {
-		t.retention = t.lockUntil(at)
-		if err := storeReceipt(ctx, t, receiptKey(keys[t.name]), doc); err != nil {
-			a.t.Fatal(err)
+	for _, tg := range targets {
+		tg.retention = tg.lockUntil(at)
+		if err := storeReceipt(ctx, tg, receiptKey(keys[tg.name]), doc); err != nil {
+			t.Fatal(err)
 		}
 	}
 	return keys
