@@ -430,3 +430,38 @@ func mustOpen(t *testing.T, a *archive, key string) io.ReadCloser {
 }
 
 func sha256Of(b []byte) []byte { return newKeyFile("", b).sha256[:] }
+
+func TestListShowsAndFiltersItemCopies(t *testing.T) {
+	a := hierArchive(t)
+	odd := receipt.Item{Kind: receipt.KindCertificate, Database: "Sales Db", Name: "Cert/1", Thumbprint: "BB", Format: "pfx"}
+	a.fullBackup(testNow, masterDMK, hrDMK, tdeCert, odd)
+	var got []string
+	for _, c := range a.list(ListOptions{Destination: memName}) {
+		got = append(got, c.Kind+":"+c.ItemName())
+	}
+	want := "certificate:Sales Db/Cert/1 certificate:master/TDECert database-master-key:HR database-master-key:master service-master-key:"
+	if strings.Join(got, " ") != want {
+		t.Errorf("list: %v, want %s (the .pvk and receipts are not copies)", got, want)
+	}
+	for _, tc := range []struct {
+		f    Filter
+		want string
+	}{
+		{Filter{Kind: receipt.KindCertificate}, "Sales Db/Cert/1 master/TDECert"},
+		{Filter{Kind: receipt.KindDatabaseMasterKey, Database: "hr"}, "HR"},
+		{Filter{Database: "master"}, "master/TDECert master"},
+		{Filter{Name: "cert/1"}, "Sales Db/Cert/1"},
+		{Filter{Kind: receipt.KindServiceMasterKey}, ""},
+	} {
+		var names []string
+		for _, c := range a.list(ListOptions{Destination: memName, Filter: tc.f}) {
+			names = append(names, c.ItemName())
+		}
+		if strings.Join(names, " ") != tc.want {
+			t.Errorf("filter %+v: %q, want %q", tc.f, strings.Join(names, " "), tc.want)
+		}
+	}
+	if err := CheckKind("smk"); exitcode.Code(err) != exitcode.Usage {
+		t.Errorf("--kind smk: %v, want exit 2", err)
+	}
+}
