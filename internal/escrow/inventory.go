@@ -452,7 +452,11 @@ func (r *Runner) heldCopies(ctx context.Context, d Destination, host, instance s
 		if g.Kind == receipt.KindCertificate {
 			k.name = strings.ToLower(folderName(g.Item))
 		}
+		var best *judged
 		for _, c := range g.Copies {
+			if best != nil && !c.Time.Truncate(time.Second).Equal(best.c.Time.Truncate(time.Second)) {
+				break
+			}
 			j := r.judge(ctx, d, c)
 			for _, f := range j.findings {
 				if f.Evidence {
@@ -469,10 +473,17 @@ func (r *Runner) heldCopies(ctx context.Context, d Destination, host, instance s
 				}
 				continue
 			}
-			t := c.Time
-			out[k] = heldCopy{c: InventoryCopy{Destination: d.Config.Name, Time: &t, RunID: j.c.RunID, Location: c.Location, VersionID: c.VersionID,
-				Authenticated: j.sr.authenticated}, item: j.sr.rec.Item}
-			return nil
+			// Listings give whole seconds at most services: among the
+			// genuine copies of the newest second, the one whose receipt
+			// was written last is the newest.
+			if best == nil || j.sr.rec.FinishedAt.After(best.sr.rec.FinishedAt) {
+				best = &j
+			}
+		}
+		if best != nil {
+			t := best.c.Time
+			out[k] = heldCopy{c: InventoryCopy{Destination: d.Config.Name, Time: &t, RunID: best.c.RunID, Location: best.c.Location, VersionID: best.c.VersionID,
+				Authenticated: best.sr.authenticated}, item: best.sr.rec.Item}
 		}
 		return nil
 	})

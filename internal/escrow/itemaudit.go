@@ -124,10 +124,14 @@ func (r *Runner) judgeItems(ctx context.Context, d Destination, out *AuditedDest
 	var sources []source
 	for i := range out.Groups {
 		g := &out.Groups[i]
-		if g.Kind != receipt.KindServiceMasterKey || len(g.Checked) == 0 || g.Checked[0].rec == nil {
+		if g.Kind != receipt.KindServiceMasterKey {
 			continue
 		}
-		cc := g.Checked[0]
+		ccp := newestChecked(g.Checked, func(c CheckedCopy) bool { return c.rec != nil })
+		if ccp == nil {
+			continue
+		}
+		cc := *ccp
 		inv := cc.rec.Inventory
 		if inv == nil {
 			hasItems := slices.ContainsFunc(items, func(p auditedPending) bool { return p.ag.Host == g.Host && p.ag.Instance == g.Instance })
@@ -208,12 +212,7 @@ func (r *Runner) judgeItem(d Destination, ai *AuditedItem, g *AuditedGroup, now 
 	it := ai.Item
 	var newest *CheckedCopy
 	if g != nil {
-		for i := range g.Checked {
-			if g.Checked[i].Status == receipt.DestVerified {
-				newest = &g.Checked[i]
-				break
-			}
-		}
+		newest = newestChecked(g.Checked, func(c CheckedCopy) bool { return c.Status == receipt.DestVerified })
 	}
 	fail := func(status string, code int, msg string) error {
 		ai.Status = status
@@ -261,6 +260,31 @@ func (r *Runner) judgeItem(d Destination, ai *AuditedItem, g *AuditedGroup, now 
 		ai.Error = g.Error
 	}
 	return nil
+}
+
+// newestChecked is the newest of the checked copies (newest first) that
+// ok accepts: among those stored in the same second as the first of them
+// (listings give whole seconds at most services), the one whose receipt
+// was written last. nil when ok accepts none.
+func newestChecked(cs []CheckedCopy, ok func(CheckedCopy) bool) *CheckedCopy {
+	var best *CheckedCopy
+	for i := range cs {
+		c := &cs[i]
+		if !ok(*c) {
+			continue
+		}
+		if best == nil {
+			best = c
+			continue
+		}
+		if !c.Time.Truncate(time.Second).Equal(best.Time.Truncate(time.Second)) {
+			break
+		}
+		if c.rec != nil && best.rec != nil && c.rec.FinishedAt.After(best.rec.FinishedAt) {
+			best = c
+		}
+	}
+	return best
 }
 
 func (r *Runner) logItem(ctx context.Context, d Destination, it AuditedItem) {
