@@ -86,9 +86,12 @@ func inventoryText(rep *escrow.InventoryReport) string {
 	for _, d := range rep.Databases {
 		fmt.Fprintf(&b, "  database %s (%s)", d.Name, dash(d.State))
 		if t := d.TDE; t != nil {
-			if t.Certificate != "" {
+			switch {
+			case t.Certificate != "":
 				fmt.Fprintf(&b, ", TDE-encrypted: its encryption key is protected by certificate %s", t.Certificate)
-			} else {
+			case t.Thumbprint == "":
+				b.WriteString(", TDE-encrypted by SQL Server itself (no key to escrow)")
+			default:
 				fmt.Fprintf(&b, ", TDE-encrypted by %s %s (not a certificate in master)", strings.ToLower(t.EncryptorType), t.Thumbprint)
 			}
 		}

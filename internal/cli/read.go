@@ -85,7 +85,7 @@ func (o *listOutput) copy(c escrow.Copy) error {
 		fmt.Fprintf(o.w, "%s (%s)\n", c.Destination, c.Type)
 		o.dest, o.group = c.Destination, ""
 	}
-	if g := c.Host + "/" + c.Instance + "/" + c.Kind + "/" + c.Database + "/" + c.Item; g != o.group {
+	if g := c.Host + "/" + c.Instance; g != o.group {
 		o.flushTable()
 		o.group = g
 		o.tw = tabwriter.NewWriter(o.w, 0, 0, 2, ' ', 0)
