@@ -431,3 +431,56 @@ func makeWritable(t *testing.T, dir string) {
 		return nil
 	})
 }
+
+// With receipts signed and the key pinned, only copies a pinned key signed
+// count: an agent with the same write access but its own key archives
+// HR's regenerated master key; inventory still finds no proven copy of the
+// current key, and verify names the unpinned copies as evidence.
+func TestHierSignedCopiesOnlyCountWhenAPinnedKeySignedThem(t *testing.T) {
+	e := newHierEnv(t, "")
+	e.writeConfig(hierPasswords)
+	plain, err := os.ReadFile(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, key := e.initKey("etc")
+	e.pin(key, pub)
+	if br, _ := hierBackup(t, e); br.code != 0 {
+		t.Fatalf("backup: exit %d\n%s", br.code, br.stderr)
+	}
+	r, d := e.inventory(t)
+	if r.code != 0 || !d.ReceiptsAuthenticated {
+		t.Fatalf("inventory: exit %d\n%s", r.code, r.stdout)
+	}
+	for k, v := range d.keys() {
+		if v.Status != "not-escrowed" && (len(v.Copies) != 1 || !v.Copies[0].Authenticated) {
+			t.Errorf("%s: %+v, want an authenticated copy", k, v)
+		}
+	}
+
+	if err := e.srv.RegenerateMasterKey("HR"); err != nil {
+		t.Fatal(err)
+	}
+	// The other agent: the same destination, its own signing key.
+	otherPub, otherKey := e.initKey("other")
+	other := filepath.Join(e.root, "other.yaml")
+	doc := string(plain) + "signing:\n  key_file: " + otherKey + "\ntrust:\n  public_keys: [\"" + otherPub + "\"]\n"
+	if err := os.WriteFile(other, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if br := e.run("backup", "--config", other, "--json"); br.code != 0 {
+		t.Fatalf("the other agent's backup: exit %d\n%s", br.code, br.stderr)
+	}
+	r, d = e.inventory(t)
+	hr := d.keys()[dmkHR]
+	if r.code != 8 || hr.Status != "outdated" || !hr.Copies[0].Authenticated {
+		t.Errorf("inventory: exit %d HR %+v\n%s", r.code, hr, r.stdout)
+	}
+	if !strings.Contains(strings.Join(d.Warnings, "\n"), "not counted") {
+		t.Errorf("no warning names the copies not counted: %v", d.Warnings)
+	}
+	vr, a := e.verifyJSON(t)
+	if vr.code != 6 || a.Status != "failed" {
+		t.Errorf("verify: exit %d, want 6 (copies signed by an unpinned key)\n%s", vr.code, vr.stdout)
+	}
+}
