@@ -1,11 +1,17 @@
 package main_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/keyescrow/keyescrow/internal/testsrv/s3srv"
 )
 
 // Black-box tests of the hierarchy's read side: inventory, verify per item,
@@ -482,5 +488,58 @@ func TestHierSignedCopiesOnlyCountWhenAPinnedKeySignedThem(t *testing.T) {
 	vr, a := e.verifyJSON(t)
 	if vr.code != 6 || a.Status != "failed" {
 		t.Errorf("verify: exit %d, want 6 (copies signed by an unpinned key)\n%s", vr.code, vr.stdout)
+	}
+}
+
+// TestHierReadOnS3ObjectLock: on versitygw (listings give whole seconds),
+// a regenerated key archived by the next run counts as current for
+// inventory and verify, the copies and .pvk files are read back by
+// version id, and a version written over a .pvk changes nothing.
+func TestHierReadOnS3ObjectLock(t *testing.T) {
+	srv := s3srv.Start(t, s3srv.VersityGW, s3Region)
+	e := &s3Env{env: newHierEnv(t, "15.0.4355.3"), srv: srv, proxy: s3srv.NewProxy(t, srv), bucket: srv.NewBucket(t, lockBucket())}
+	e.vars["AWS_ACCESS_KEY_ID"] = srv.AccessKey
+	e.vars["AWS_SECRET_ACCESS_KEY"] = srv.SecretKey
+	e.secrets = append(e.secrets, srv.SecretKey)
+	e.writeS3(s3Dest{extra: hierPasswords})
+	if r, _ := hierBackup(t, e.env); r.code != 0 {
+		t.Fatalf("backup: exit %d\n%s", r.code, r.stderr)
+	}
+	if err := e.env.srv.RegenerateMasterKey("HR"); err != nil {
+		t.Fatal(err)
+	}
+	r, rec := hierBackup(t, e.env)
+	if r.code != 0 || byItem(rec)[dmkHR].Action != "archived" {
+		t.Fatalf("second backup: exit %d\n%s", r.code, r.stderr)
+	}
+	r, d := e.env.inventory(t)
+	if r.code != 0 {
+		t.Fatalf("inventory: exit %d\n%s", r.code, r.stdout)
+	}
+	if c := d.keys()[dmkHR].Copies; len(c) != 1 || c[0].Status != "current" || c[0].RunID != rec.RunID || c[0].VersionID == "" {
+		t.Errorf("HR's copy: %+v, want the second run's", c)
+	}
+
+	// A new version over TDECert's .pvk: the receipt names the first.
+	var pvk string
+	for _, v := range e.versions() {
+		if k, _, _ := strings.Cut(v, "@"); strings.Contains(k, "/certificate/master/TDECert/") && strings.HasSuffix(k, ".pvk") {
+			pvk = k
+		}
+	}
+	if pvk == "" {
+		t.Fatalf("no .pvk of TDECert in %v", e.versions())
+	}
+	if _, err := srv.Admin("").PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(e.bucket), Key: aws.String(pvk), Body: strings.NewReader("forged")}); err != nil {
+		t.Fatal(err)
+	}
+	vr, a := e.env.verifyJSON(t)
+	if vr.code != 0 {
+		t.Fatalf("verify: exit %d\n%s", vr.code, vr.stdout)
+	}
+	for _, it := range a.Destinations[0].Items {
+		if it.Status != "ok" || it.Newest == nil || it.Newest.VersionID == "" {
+			t.Errorf("%s: %+v", itemKey(it.hierItem), it)
+		}
 	}
 }

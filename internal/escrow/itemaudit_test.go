@@ -1,6 +1,7 @@
 package escrow
 
 import (
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"io"
@@ -48,12 +49,18 @@ func (a *archive) storeCopy(kind string, item *receipt.Item, inv *receipt.Invent
 	return storeTestCopy(a.t, a.runner, itemHost, itemInst, kind, item, inv, content, pvk)
 }
 
+// nextRunID, when set, is the run id of the next stored copy.
+var nextRunID string
+
 // storeTestCopy is storeCopy with r's clock and the host and instance given.
 func storeTestCopy(t *testing.T, r *Runner, host, instance, kind string, item *receipt.Item, inv *receipt.Inventory, content, pvk string) map[string]string {
 	t.Helper()
 	ctx := testContext(t)
 	at := r.Clock()
 	r.RunID = NewRunID()
+	if nextRunID != "" {
+		r.RunID, nextRunID = nextRunID, ""
+	}
 	rec := r.newReceipt()
 	rec.Host, rec.Instance, rec.Kind, rec.Item, rec.Inventory = host, instance, kind, item, inv
 	name := backupFileName(host, at, r.RunID)
@@ -463,5 +470,39 @@ func TestListShowsAndFiltersItemCopies(t *testing.T) {
 	}
 	if err := CheckKind("smk"); exitcode.Code(err) != exitcode.Usage {
 		t.Errorf("--kind smk: %v, want exit 2", err)
+	}
+}
+
+// secondsListing lists times in whole seconds, as S3 services do.
+type secondsListing struct{ storage.Backend }
+
+func (s secondsListing) List(ctx context.Context, prefix string, fn func(storage.Object) error) error {
+	return s.Backend.List(ctx, prefix, func(o storage.Object) error {
+		o.LastModified = o.LastModified.Truncate(time.Second)
+		return fn(o)
+	})
+}
+
+func TestVerifyTakesTheLastReceiptOfOneSecondAsTheNewest(t *testing.T) {
+	a := hierArchive(t)
+	a.runner.Destinations = a.runner.Destinations[:1]
+	a.runner.Destinations[0].Backend = secondsListing{a.mem}
+	// Two runs in one second: the first archived HR's key, the second
+	// the regenerated one. The listing cannot tell them apart by time,
+	// and the first's name sorts after the second's.
+	regen := hrDMK
+	regen.KeyGUID = "0A1B2C3D-0000-4000-8000-0000000000EE"
+	nextRunID = "ffffffff00000001"
+	a.storeCopy(hrDMK.Kind, &hrDMK, nil, testNow.Add(100*time.Millisecond), "hr key", "")
+	nextRunID = "0000000000000002"
+	a.storeCopy(regen.Kind, &regen, nil, testNow.Add(900*time.Millisecond), "regenerated hr key", "")
+	a.storeCopy(receipt.KindServiceMasterKey, nil, &receipt.Inventory{Complete: true, Items: []receipt.Item{regen}}, testNow.Add(950*time.Millisecond), "smk", "")
+	a.now = testNow.Add(time.Hour)
+	aud, err := a.verify(VerifyOptions{Filter: Filter{Host: itemHost}})
+	if err != nil {
+		t.Fatalf("the regenerated key was archived last: %v", err)
+	}
+	if it := aud.Destinations[0].Items[0]; it.Status != ItemOK || it.Newest == nil || it.Newest.RunID != "0000000000000002" {
+		t.Errorf("HR: %+v, want the second run's copy", it)
 	}
 }
