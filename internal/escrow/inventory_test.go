@@ -222,6 +222,17 @@ func TestInventoryRequiresAnExcludedTDECertificate(t *testing.T) {
 	if hr := keysOf(rep)["database master key HR"]; hr.Required || hr.Selection != SelExcluded {
 		t.Errorf("HR: %+v", hr)
 	}
+
+	// With the hierarchy off, only the service master key and the TDE
+	// certificate are required.
+	e.runner.Config.Hierarchy = config.Hierarchy{Enabled: false, Refresh: config.DefaultRefresh}
+	rep, err = e.inventory()
+	if exitcode.Code(err) != exitcode.Stale || rep.Summary.Required != 2 || rep.Summary.Selected != 1 || rep.HierarchyEnabled {
+		t.Fatalf("hierarchy off: err %v summary %+v", err, rep.Summary)
+	}
+	if k := keysOf(rep)["certificate master/TDECert"]; !k.Required || !strings.Contains(k.Reason, "hierarchy.enabled is false") {
+		t.Errorf("TDECert with the hierarchy off: %+v", k)
+	}
 }
 
 func TestInventoryFailsWithSQLServer(t *testing.T) {
