@@ -1,7 +1,9 @@
 package escrow
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/keyescrow/keyescrow/internal/mssqltest"
 	"github.com/keyescrow/keyescrow/internal/receipt"
 	"github.com/keyescrow/keyescrow/internal/sqlserver"
+	"github.com/keyescrow/keyescrow/internal/storage"
 )
 
 // hierServer is a server with the whole hierarchy: master's master key and
@@ -240,5 +243,42 @@ func TestInventoryFailsWithSQLServer(t *testing.T) {
 	rep, err := e.inventory()
 	if exitcode.Code(err) != exitcode.SQLServer || rep.Status != InventoryFailed || rep.Error == nil {
 		t.Fatalf("a refused login: err %v status %s, want exit 3", err, rep.Status)
+	}
+}
+
+// failingList refuses every listing, as an unreachable service would.
+type failingList struct{ storage.Backend }
+
+func (failingList) List(context.Context, string, func(storage.Object) error) error {
+	return fmt.Errorf("dial tcp: connection refused: %w", storage.ErrUnavailable)
+}
+
+func TestInventoryOfAnUnreadableDestinationIsExit5(t *testing.T) {
+	e := newEnv(t, hierServer)
+	e.runner.Config.Hierarchy = config.Hierarchy{Enabled: true, Refresh: config.DefaultRefresh, Databases: config.Selection{Include: []string{"Ops"}},
+		Certificates: config.Selection{Exclude: []string{"OpsCert"}}}
+	rep, _ := e.inventory()
+	// Copies of everything required: the service master key, Ops' master
+	// key and TDECert (required though not selected).
+	for _, k := range keysOf(rep) {
+		if k.Required && k.Kind != receipt.KindServiceMasterKey {
+			it := k.Item
+			storeTestCopy(t, e.runner, serverName, sqlserver.DefaultInstance, it.Kind, &it, nil, "key", map[bool]string{true: "pvk"}[it.Kind == receipt.KindCertificate])
+		}
+	}
+	storeTestCopy(t, e.runner, serverName, sqlserver.DefaultInstance, receipt.KindServiceMasterKey, nil, &receipt.Inventory{Complete: true}, "smk", "")
+	if rep, err := e.inventory(); err != nil {
+		t.Fatalf("every required key has a copy: %v\n%+v", err, rep.Summary)
+	}
+	e.runner.Destinations[1].Backend = failingList{e.mem}
+	rep, err := e.inventory()
+	if exitcode.Code(err) != exitcode.Transfer || rep.Status != InventoryFailed || rep.Summary.Unknown != 3 || rep.Summary.Current != 0 {
+		t.Fatalf("an unreadable destination: err %v status %s summary %+v", err, rep.Status, rep.Summary)
+	}
+	if d := rep.Destinations[1]; d.Status != "failed" || d.Error == nil || d.Error.Code != exitcode.Transfer {
+		t.Errorf("destination %+v", d)
+	}
+	if c := rep.ServiceMasterKey.Copies; c[0].Status != KeyPresent || c[1].Status != KeyUnknown {
+		t.Errorf("the service master key's copies %+v", c)
 	}
 }
