@@ -35,9 +35,6 @@ type invocation struct {
 	allHosts     bool   // verify --all-hosts
 	copies       int    // verify --copies (0 = verify.copies)
 	limit        int    // list --limit
-	kind         string // list --kind
-	database     string // list --database
-	itemName     string // list --name
 	noReceipts   bool   // list --no-receipts
 	versionID    string // restore --version-id
 	at           string // restore --at
@@ -47,6 +44,9 @@ type invocation struct {
 	confirmForce string // restore --confirm-force
 	identity     string // restore, drill --identity (age identity file)
 	passwordOut  string // restore --password-out
+	kind         string // restore, drill --kind
+	database     string // restore, drill --database
+	itemName     string // restore, drill --name
 
 	metricsFile string          // from the loaded configuration
 	cfg         *config.Config  // the loaded configuration
