@@ -637,6 +637,11 @@ func (w *worker) one(s spec) bool {
 	if s.after != "" {
 		label = fmt.Sprintf("%s %s on %s #%d after the first %s under %s", w.backend, s.kind.name, s.op, s.nth, s.after, s.cmd)
 	}
+	if r.code == 137 && !s.kind.kill {
+		// Nothing of the campaign kills it: runCtx did, after 60 s,
+		// three times its timeouts.run.
+		t.Errorf("%s: the run hung and was killed after 60 s\n%s", label, r.stderr)
+	}
 	if !fired {
 		// The run never reached that request: not a fault, but its result
 		// must still be honest.
