@@ -10,10 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
 	"path"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
@@ -626,4 +630,84 @@ func (w *worker) forgeItem() error {
 	}
 	_, err = w.store.put(ctx, forged+".receipt.json", rec, "")
 	return err
+}
+
+var (
+	restoreItemOnce sync.Once
+	restoreItemOK   bool
+)
+
+// restoreItemAvailable reports whether the built binary restores one item
+// (restore --kind certificate --database … --name …).
+func restoreItemAvailable() bool {
+	restoreItemOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "keyescrow-restorekind-")
+		if err != nil {
+			return
+		}
+		defer os.RemoveAll(dir)
+		cmd := exec.Command(binary, "restore", "--kind", "certificate")
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+		out, _ := cmd.CombinedOutput()
+		restoreItemOK = !strings.Contains(string(out), "not defined: -kind")
+	})
+	return restoreItemOK
+}
+
+// restoreForgedItem restores TDECert after a forged-item attack: it must
+// write a genuine copy's bytes (and .pvk), the SHA-256 a receipt signed by
+// the agent's key records for a copy of TDECert, never the forgery's.
+func (w *worker) restoreForgedItem(label string) {
+	t := w.t
+	w.outN++
+	ext := ".pfx"
+	if campaignSQLVersion(w.backend) != "" {
+		ext = ".cer"
+	}
+	out := filepath.Join(w.e.root, fmt.Sprintf("restored-%d%s", w.outN, ext))
+	r := w.e.run(slices.Concat([]string{"restore", "--config", w.e.cfgPath, "--host", w.backupHost(), "--instance", "INST1",
+		"--kind", "certificate", "--database", "master", "--name", "TDECert", "--out", out}, generous)...)
+	if r.code != 0 {
+		t.Errorf("%s: restore of TDECert exited %d although genuine copies are stored\n%s\n%s", label, r.code, r.stdout, r.stderr)
+		return
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Errorf("%s: restore of TDECert exited 0 but %s: %v", label, out, err)
+		return
+	}
+	var pvk []byte
+	if ext == ".cer" {
+		if pvk, err = os.ReadFile(strings.TrimSuffix(out, ext) + ".pvk"); err != nil {
+			t.Errorf("%s: restore of TDECert exited 0 without its .pvk: %v", label, err)
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	keys, err := w.store.list(ctx, w.prefix+w.backupHost()+"/INST1/certificate/master/TDECert/")
+	if err != nil {
+		t.Errorf("%s: listing TDECert's copies: %v", label, err)
+		return
+	}
+	live := w.liveItems()[rcpt.KindCertificate]
+	for _, k := range keys {
+		c, ok := strings.CutSuffix(k, ".receipt.json")
+		if !ok {
+			continue
+		}
+		st, err := w.storedReceipt(ctx, c)
+		if err != nil || sameKey(live, *st.Item) != "" || st.File.Name != path.Base(c) {
+			continue // not a genuine receipt of a TDECert copy
+		}
+		if sha(got) == st.File.SHA256 && int64(len(got)) == st.File.Bytes &&
+			(st.File.PrivateKey == nil) == (pvk == nil) && (pvk == nil || sha(pvk) == st.File.PrivateKey.SHA256) {
+			return
+		}
+	}
+	w.tally.mu.Lock()
+	w.tally.itemForgedRestored++
+	w.tally.falseSuccesses++
+	w.tally.mu.Unlock()
+	t.Errorf("FALSE SUCCESS: %s: restore of TDECert exit 0 wrote %d bytes SHA-256 %s, which no genuine copy's receipt records", label, len(got), sha(got))
 }

@@ -195,6 +195,8 @@ type tally struct {
 	itemsChecked         map[string]int
 	itemFalseSuccesses   int
 	itemForgeriesCounted int
+	itemForgedRestored   int // restores of TDECert after a forged-item attack that wrote other bytes than a genuine copy's
+	itemRestores         int // those restores
 }
 
 func newTally() *tally {
@@ -314,6 +316,11 @@ func (c *tally) table() string {
 	fmt.Fprintf(&b, "items the faulted backups called archived or unchanged, checked on the server: %d archived, %d unchanged; item false successes: %d; unchanged items relying on a forged copy: %d\n",
 		c.itemsChecked[rcpt.ItemArchived], c.itemsChecked[rcpt.ItemUnchanged], c.itemFalseSuccesses, c.itemForgeriesCounted)
 	fmt.Fprintf(&b, "failed backups whose receipt names nothing that failed: %d\n", c.falseFailures)
+	if restoreItemAvailable() {
+		fmt.Fprintf(&b, "restores of TDECert after a forged-item attack: %d, forged bytes written: %d\n", c.itemRestores, c.itemForgedRestored)
+	} else {
+		fmt.Fprintf(&b, "restore of TDECert after a forged-item attack: not tested (this binary has no restore --kind)\n")
+	}
 	fmt.Fprintf(&b, "verify after a killed run: %d failed (exit 6) only because of the killed run's copy without a receipt (issue 12 item 5)\n", c.verifyAlarms)
 	return b.String()
 }
@@ -655,6 +662,12 @@ func (w *worker) one(s spec) bool {
 		w.tally.mu.Unlock()
 	}
 	w.honest(label, s, r, out, since, keyCorrupted)
+	if s.kind.name == forgedItem.name && restoreItemAvailable() {
+		w.tally.mu.Lock()
+		w.tally.itemRestores++
+		w.tally.mu.Unlock()
+		w.restoreForgedItem(label)
+	}
 
 	// The next clean run is not blocked: no stale lock, no leftover.
 	clean, host := w.archive, w.host
