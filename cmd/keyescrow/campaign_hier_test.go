@@ -244,6 +244,9 @@ func (w *worker) backupHost() string { return w.host + "h" }
 // stand-in before it (see hierMode).
 func (w *worker) backupArgs(clean bool) []string {
 	args := []string{"backup", "--config", w.e.cfgPath, "--json", "--set", "host=" + w.backupHost()}
+	if w.sealTo != "" {
+		args = append(args, "--set", "backup.password_env=", "--set", "backup.seal_to="+w.sealTo)
+	}
 	if clean {
 		args = append(args, generous...)
 	}
@@ -446,6 +449,17 @@ func (w *worker) archivedHolds(ctx context.Context, live rcpt.Item, res rcpt.Ite
 	if (res.File.PrivateKey != nil) != (d.PrivateKey != nil) || (res.File.PrivateKey != nil) != strings.HasSuffix(key, ".cer") {
 		return fmt.Errorf("file %s: private key %v at the destination %v", res.File.Name, res.File.PrivateKey, d.PrivateKey)
 	}
+	if (w.sealTo != "") != (d.SealedPassword != nil) {
+		return fmt.Errorf("sealed password %v at the destination, sealing to %q", d.SealedPassword, w.sealTo)
+	}
+	if sp := d.SealedPassword; sp != nil {
+		if w.store.key(sp.Location) != key+".password.age" {
+			return fmt.Errorf("the sealed password is at %q", sp.Location)
+		}
+		if err := w.holds(ctx, key+".password.age", sp.VersionID, &rcpt.File{Bytes: sp.Bytes, SHA256: sp.SHA256}, since); err != nil {
+			return fmt.Errorf("its sealed password: %w", err)
+		}
+	}
 	if pk := d.PrivateKey; pk != nil {
 		pvk := w.store.key(pk.Location)
 		if pvk != strings.TrimSuffix(key, ".cer")+".pvk" {
@@ -471,6 +485,9 @@ func (w *worker) archivedHolds(ctx context.Context, live rcpt.Item, res rcpt.Ite
 	}
 	if d.PrivateKey != nil && (e.PrivateKey == nil || e.PrivateKey.VersionID != d.PrivateKey.VersionID) {
 		return errors.New("its stored receipt does not record the .pvk's version")
+	}
+	if d.SealedPassword != nil && (e.SealedPassword == nil || e.SealedPassword.VersionID != d.SealedPassword.VersionID || e.SealedPassword.SHA256 != d.SealedPassword.SHA256) {
+		return errors.New("its stored receipt does not record the sealed password's version")
 	}
 	return nil
 }
@@ -511,6 +528,15 @@ func (w *worker) newestHolds(ctx context.Context, live rcpt.Item, p rcpt.CopyPla
 		}
 		if err := w.holds(ctx, strings.TrimSuffix(key, ".cer")+".pvk", e.PrivateKey.VersionID, st.File.PrivateKey, since.Add(-23*time.Hour)); err != nil {
 			return fmt.Errorf("its .pvk: %w", err)
+		}
+	}
+	if st.Password != nil && st.Password.Mode == "sealed" {
+		sp := e.SealedPassword
+		if sp == nil {
+			return errors.New("its stored receipt names no sealed password there")
+		}
+		if err := w.holds(ctx, key+".password.age", sp.VersionID, &rcpt.File{Bytes: sp.Bytes, SHA256: sp.SHA256}, since.Add(-23*time.Hour)); err != nil {
+			return fmt.Errorf("its sealed password: %w", err)
 		}
 	}
 	return nil

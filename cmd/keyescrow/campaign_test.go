@@ -349,6 +349,9 @@ type worker struct {
 	// prefix is the destination's.
 	store  store
 	prefix string
+	// sealTo: backups seal a fresh password per copy to this age
+	// recipient (versitygw's agents), else the static password.
+	sealTo string
 	// backupN counts the faulted backups (hierMode), itemForgeN the item
 	// forgeries.
 	backupN, itemForgeN int
@@ -441,6 +444,10 @@ func newS3Worker(t *testing.T, srv *s3srv.Server, backend string, i int, c *tall
 	e.writeS3(s3Dest{endpoint: w.fp.Endpoint})
 	admin := srv.Admin("")
 	w.store, w.prefix = s3Store{c: admin, bucket: e.bucket}, "sqlkeys/"
+	if kind := s3srv.Kind(backend); kind == s3srv.VersityGW {
+		// Sealed passwords: every item copy has its .password.age.
+		_, w.sealTo = newIdentity(t, e.root, "identity.txt")
+	}
 	w.forge = forgeS3(admin, e.bucket, "sqlkeys/")
 	w.check = func(d campaignDest, since time.Time) error {
 		key, ok := strings.CutPrefix(d.Location, "s3://"+e.bucket+"/")
