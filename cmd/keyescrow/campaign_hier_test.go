@@ -37,9 +37,10 @@ import (
 // and the campaign runs `backup` too, with its faults aimed at the items'
 // requests only (their folders database-master-key/ and certificate/):
 // change detection's listings, receipt reads and Stats, and the items'
-// writes, proofs and stored receipts. MinIO's stand-in is SQL Server 2019,
-// so its certificate travels as a .cer with its .pvk; the others are 2022
-// (one .pfx).
+// writes, proofs (the HEADs and GETs after the first item PUT) and stored
+// receipts. MinIO's stand-in is SQL Server 2019, so its certificate
+// travels as a .cer with its .pvk; the others are 2022 (one .pfx).
+// versitygw's agents seal a fresh password per copy (.password.age).
 //
 // After a backup that exits 0, every item the receipt names is checked
 // straight against the server with the SDK (hierHonest): an archived
@@ -52,8 +53,11 @@ import (
 // The attack forged-item plants, with the agent's credentials, a newer
 // "copy" of TDECert whose receipt claims the live thumbprint (its
 // signature no longer verifies), or whose receipt is the genuine, signed
-// one of master's database master key; the next backup must not rely on
-// it (its TDECert is archived or unchanged on a genuine copy).
+// one of master's database master key, or writes other bytes over the
+// newest genuine copy under its own name; the next backup must not rely
+// on it (its TDECert is archived, or unchanged on a genuine copy), and a
+// restore of TDECert (when the binary restores items) must write a
+// genuine copy.
 
 // hierCampaignDatabases is the campaign stand-in's small hierarchy.
 func hierCampaignDatabases() []mssqltest.Database {
@@ -240,8 +244,8 @@ func (s azStore) put(ctx context.Context, key string, data []byte, claim string)
 // file never meet the stand-in's keys.
 func (w *worker) backupHost() string { return w.host + "h" }
 
-// backupArgs are a backup's arguments; mode picks what changed on the
-// stand-in before it (see hierMode).
+// backupArgs are a backup's arguments (clean: with the default limits,
+// see generous); hierMode adds what a faulted one changes.
 func (w *worker) backupArgs(clean bool) []string {
 	args := []string{"backup", "--config", w.e.cfgPath, "--json", "--set", "host=" + w.backupHost()}
 	if w.sealTo != "" {
