@@ -36,6 +36,10 @@ func (a *App) runRestore(ctx context.Context, inv *invocation) error {
 	if len(inv.args) > 0 {
 		return inv.failEarly(exitcode.Wrap(exitcode.Usage, fmt.Errorf("restore takes no arguments (got %q): choose the copy with --version-id or --at", inv.args[0])))
 	}
+	kind, err := escrow.SelectKind(inv.kind, inv.database, inv.itemName)
+	if err != nil {
+		return inv.failEarly(err)
+	}
 	at, err := parseAt(inv.at)
 	if err != nil {
 		return inv.failEarly(err)
@@ -66,10 +70,11 @@ func (a *App) runRestore(ctx context.Context, inv *invocation) error {
 	ctx, cancel := inv.withRun(ctx)
 	defer cancel()
 	opts := escrow.RestoreOptions{
-		Destination: inv.destination, Filter: escrow.Filter{Host: id.Host, Instance: inv.defaultInstance(id)},
+		Destination: inv.destination, Filter: inv.restoreFilter(id, kind),
 		VersionID: inv.versionID, At: at, Out: out, PasswordOut: passwordOut,
 		Apply: inv.apply, Force: inv.force, ConfirmForce: inv.confirmForce,
 		ServerDirectory: cfg.Backup.ServerDirectory, LocalDirectory: cfg.Backup.LocalDirectory,
+		KeyPassword: inv.keyPasswords(cfg),
 	}
 	if inv.apply {
 		if cfg.Backup.Remote {
@@ -106,6 +111,10 @@ func (a *App) runDrill(ctx context.Context, inv *invocation) error {
 	if len(inv.args) > 0 {
 		return inv.failEarly(exitcode.Wrap(exitcode.Usage, fmt.Errorf("drill takes no arguments (got %q)", inv.args[0])))
 	}
+	kind, err := escrow.SelectKind(inv.kind, inv.database, inv.itemName)
+	if err != nil {
+		return inv.failEarly(err)
+	}
 	cfg, r, err := inv.setup()
 	if err != nil {
 		return inv.failEarly(err)
@@ -135,10 +144,34 @@ func (a *App) runDrill(ctx context.Context, inv *invocation) error {
 	r.Password = pw
 	r.ConnectRestore = inv.connectRestore(scratch)
 	rec, err := r.Restore(ctx, escrow.RestoreOptions{
-		Destination: inv.destination, Filter: escrow.Filter{Host: id.Host, Instance: inv.defaultInstance(id)},
+		Destination: inv.destination, Filter: inv.restoreFilter(id, kind),
 		Apply: true, Drill: true, ServerDirectory: serverDir, LocalDirectory: localDir,
+		KeyPassword: inv.keyPasswords(cfg),
 	})
 	return inv.report(rec, err)
+}
+
+// restoreFilter chooses the copies restore and drill take: the host's and
+// instance's, of the kind (and the database and certificate) asked for.
+func (inv *invocation) restoreFilter(id hostID, kind string) escrow.Filter {
+	return escrow.Filter{Host: id.Host, Instance: inv.defaultInstance(id), Kind: kind, Database: inv.database, Name: inv.itemName}
+}
+
+// keyPasswords reads hierarchy.passwords for restore --apply and drill of
+// a database master key or certificate: each secret only when it is
+// needed, registered with the scrubber like every other.
+func (inv *invocation) keyPasswords(cfg *config.Config) escrow.KeyPasswordFunc {
+	return func(database, certificate string) (secret.Value, bool, error) {
+		i := cfg.Hierarchy.PasswordFor(database, certificate)
+		if i < 0 {
+			return secret.Value{}, false, nil
+		}
+		v, err := inv.readSecret(cfg.Hierarchy.Passwords[i].Source(i))
+		if err != nil {
+			return secret.Value{}, false, err
+		}
+		return v, true, nil
+	}
 }
 
 // refuseProduction refuses a drill whose scratch DSN points at the

@@ -108,8 +108,12 @@ type CheckedCopy struct {
 	KeyID         string `json:"key_id,omitempty"`
 
 	data []byte // the bytes read back (restore keeps them)
-	rec  *receipt.Receipt
-	err  error // the failure, with its sentinels
+	// pvk is a certificate's private key file read back and proven
+	// (pvk format), pvkSide its receipt's entry at this destination.
+	pvk     []byte
+	pvkSide *receipt.Sidecar
+	rec     *receipt.Receipt
+	err     error // the failure, with its sentinels
 }
 
 // junkWindow is how many copies beyond verify's --copies are kept per
@@ -497,6 +501,9 @@ func (r *Runner) checkContent(ctx context.Context, d Destination, j judged, now 
 		}
 	}
 	if _, _, err := fetchSealed(ctx, d, c, rec); err != nil {
+		return failWith(err)
+	}
+	if cc.pvk, cc.pvkSide, err = fetchPrivateKey(ctx, d, c, rec); err != nil {
 		return failWith(err)
 	}
 	cc.Checksum.Match = true

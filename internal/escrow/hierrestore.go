@@ -1,0 +1,388 @@
+package escrow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/keyescrow/keyescrow/internal/exitcode"
+	"github.com/keyescrow/keyescrow/internal/receipt"
+	"github.com/keyescrow/keyescrow/internal/secret"
+	"github.com/keyescrow/keyescrow/internal/sqlserver"
+)
+
+// This file restores the keys below the service master key: a database
+// master key (RESTORE MASTER KEY) and a certificate with its private key
+// (CREATE CERTIFICATE … FROM FILE), from a copy backup archived with its
+// receipt's item.
+
+// KeyPasswordFunc reads the configured password (hierarchy.passwords) of a
+// database master key (certificate "") or of a certificate's private key;
+// ok is false when none is configured.
+type KeyPasswordFunc func(database, certificate string) (pw secret.Value, ok bool, err error)
+
+// SelectKind checks restore's and drill's choice of key: the service
+// master key (the default, kind ""), a database's master key (database
+// needed), or a certificate (database and name needed). It returns the
+// kind to filter on; a bad combination is exit 2.
+func SelectKind(kind, database, name string) (string, error) {
+	usage := func(format string, args ...any) (string, error) {
+		return "", exitcode.Wrap(exitcode.Usage, fmt.Errorf(format, args...))
+	}
+	switch kind {
+	case "", receipt.KindServiceMasterKey:
+		if database != "" || name != "" {
+			return usage("--database and --name choose a key of the hierarchy: add --kind database-master-key (with --database) or --kind certificate (with --database and --name); the service master key needs neither")
+		}
+		return receipt.KindServiceMasterKey, nil
+	case receipt.KindDatabaseMasterKey:
+		switch {
+		case database == "":
+			return usage("--kind database-master-key needs --database NAME: the database whose master key to restore (keyescrow list shows the archived ones)")
+		case name != "":
+			return usage("a database master key has no name: drop --name (--database chooses it)")
+		}
+	case receipt.KindCertificate:
+		if database == "" || name == "" {
+			return usage("--kind certificate needs --database NAME and --name CERTIFICATE (a TDE certificate is in master: --database master)")
+		}
+	default:
+		return usage("--kind %q is not a kind of key: use service-master-key (the default), database-master-key or certificate", kind)
+	}
+	return kind, nil
+}
+
+// certFormat is the format of a certificate copy, by its file name.
+func certFormat(name string) sqlserver.CertificateFormat {
+	if strings.EqualFold(filepath.Ext(name), ".pfx") {
+		return sqlserver.FormatPFX
+	}
+	return sqlserver.FormatPVK
+}
+
+// fetchPrivateKey reads the .pvk stored beside a certificate's .cer by the
+// version its receipt records and proves it against file.private_key (and
+// the destination's private_key entry): a certificate in the pvk format is
+// usable only with it, so a missing, damaged or unrecorded .pvk fails the
+// copy (exit 6). Other copies return nil, nil, nil.
+func fetchPrivateKey(ctx context.Context, d Destination, c Copy, rec *receipt.Receipt) ([]byte, *receipt.Sidecar, error) {
+	if c.Kind != receipt.KindCertificate || rec == nil || rec.File == nil {
+		return nil, nil, nil
+	}
+	t := target{name: d.Config.Name, backend: d.Backend}
+	pk := rec.File.PrivateKey
+	if pk == nil {
+		if certFormat(c.Name) == sqlserver.FormatPVK {
+			return nil, nil, verifyError(t, fmt.Sprintf("the receipt of %s records no private key file (.pvk) for this certificate: the certificate cannot be restored with its private key", c.Location))
+		}
+		return nil, nil, nil
+	}
+	key := privateKeyKey(c.Key)
+	side := sidecarEntry(rec, d.Config.Name, d.Backend.Location(key), func(x receipt.Destination) *receipt.Sidecar { return x.PrivateKey })
+	switch {
+	case side == nil:
+		return nil, nil, verifyError(t, fmt.Sprintf("the receipt of %s records a private key file but names none at this destination", c.Location))
+	case !strings.EqualFold(side.SHA256, pk.SHA256) || side.Bytes != pk.Bytes:
+		return nil, side, verifyError(t, fmt.Sprintf("the receipt of %s records the private key file as %d bytes SHA-256 %s, and at this destination as %d bytes SHA-256 %s: the receipt is inconsistent", c.Location, pk.Bytes, pk.SHA256, side.Bytes, side.SHA256))
+	}
+	data, err := fetchSidecar(ctx, d, c, key, side, "private key file (.pvk)", "the certificate cannot be restored with its private key", pk.Bytes)
+	if err != nil {
+		return nil, side, err
+	}
+	return data, side, nil
+}
+
+// privateKeyOut is where restore --out writes a certificate's .pvk: out
+// with .pvk for its .cer extension, or with .pvk added.
+func privateKeyOut(out string) string {
+	if ext := filepath.Ext(out); strings.EqualFold(ext, ".cer") {
+		return strings.TrimSuffix(out, ext) + privateKeySuffix
+	}
+	return out + privateKeySuffix
+}
+
+// writeOut writes the verified copy to opts.Out and, for a certificate in
+// the pvk format, its private key beside it; both are create-only and
+// owner-only, and when the second cannot be written the first is removed:
+// either both files are there or neither.
+func (r *Runner) writeOut(ctx context.Context, rec *receipt.Receipt, cc *CheckedCopy, opts RestoreOptions) error {
+	keyOut := ""
+	if cc.pvk != nil {
+		keyOut = privateKeyOut(opts.Out)
+		if keyOut == opts.PasswordOut {
+			return exitcode.Wrap(exitcode.Usage, fmt.Errorf("the certificate's private key goes to %s, which --password-out names too: choose another --password-out", keyOut))
+		}
+		if _, err := os.Lstat(keyOut); err == nil {
+			return exitcode.Wrap(exitcode.Usage, fmt.Errorf("the certificate's private key goes beside --out, to %s, which exists already: keyescrow never overwrites a key file; choose another --out", keyOut))
+		}
+	}
+	if err := writeCreateOnly(opts.Out, cc.data); err != nil {
+		return err
+	}
+	if keyOut != "" {
+		if err := writeCreateOnly(keyOut, cc.pvk); err != nil {
+			if rerr := os.Remove(opts.Out); rerr != nil {
+				r.Log.ErrorContext(ctx, "the certificate file could not be removed after its private key failed: remove it by hand", "path", opts.Out, "err", rerr.Error())
+			}
+			return err
+		}
+		rec.Restore.PrivateKeyOut = keyOut
+		r.Log.InfoContext(ctx, "wrote the verified certificate and its private key, owner-only", "path", opts.Out, "private_key", keyOut, "sha256", cc.Checksum.Local)
+		return nil
+	}
+	r.Log.InfoContext(ctx, "wrote the verified copy, owner-only", "path", opts.Out, "sha256", cc.Checksum.Local)
+	return nil
+}
+
+// staged is a file placed in the folder the server reads.
+type staged struct {
+	local, server string
+}
+
+// stage writes data, create-only and owner-only and shared with the
+// server's account, as name in the folder the server reads; the returned
+// func removes every file staged so far.
+func (r *Runner) stage(ctx context.Context, localDir, serverDir string, files map[string][]byte, order []string) (map[string]staged, func(), error) {
+	out := map[string]staged{}
+	remove := func() {
+		for _, s := range out {
+			if err := os.Remove(s.local); err != nil {
+				r.Log.WarnContext(ctx, "a staged key file could not be removed: remove it by hand", "path", s.local, "err", err.Error())
+			}
+		}
+	}
+	for _, name := range order {
+		local := filepath.Join(localDir, name)
+		if err := writeCreateOnly(local, files[name]); err != nil {
+			remove()
+			return nil, func() {}, err
+		}
+		shareWithServer(local, localDir)
+		out[name] = staged{local: local, server: serverJoin(serverDir, name)}
+	}
+	return out, remove, nil
+}
+
+// restoreTarget is the server an item is restored into.
+type restoreTarget struct {
+	hdb  HierarchyRestoreSQL
+	info sqlserver.Info
+}
+
+// restoreScope names what restore looks for, in messages.
+func restoreScope(f Filter) string {
+	switch f.Kind {
+	case receipt.KindDatabaseMasterKey:
+		return "the database master key of " + f.Database + " of " + scopeNames(f)
+	case receipt.KindCertificate:
+		return "certificate " + f.Database + "/" + f.Name + " of " + scopeNames(f)
+	}
+	return scopeNames(f)
+}
+
+// itemOf is the item a verified copy holds, as its receipt records it.
+func itemOf(c Copy, cc *CheckedCopy) (receipt.Item, error) {
+	if cc.rec == nil || cc.rec.Item == nil {
+		return receipt.Item{}, exitcode.Wrap(exitcode.Verify, fmt.Errorf("the receipt of %s names no item of the hierarchy", c.Location))
+	}
+	return *cc.rec.Item, nil
+}
+
+// keyPassword reads the configured password of a database master key or a
+// private key; ok is false when none is configured.
+func (opts RestoreOptions) keyPassword(database, certificate string) (secret.Value, bool, error) {
+	if opts.KeyPassword == nil {
+		return secret.Value{}, false, nil
+	}
+	return opts.KeyPassword(database, certificate)
+}
+
+// applyDatabaseMasterKey runs RESTORE MASTER KEY in the item's database.
+// The restored key is encrypted by the password hierarchy.passwords gives
+// that database (RESTORE MASTER KEY needs one); the same password opens
+// the database's current master key first when the service master key
+// does not protect it, so that SQL Server can re-encrypt what it protects.
+// FORCE is gated exactly as for the service master key.
+func (r *Runner) applyDatabaseMasterKey(ctx context.Context, rec *receipt.Receipt, c Copy, cc *CheckedCopy, opts RestoreOptions, tg restoreTarget, filePW secret.Value, localDir string) error {
+	it, err := itemOf(c, cc)
+	if err != nil {
+		return err
+	}
+	newPW, ok, err := opts.keyPassword(it.Database, "")
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return exitcode.Wrap(exitcode.Usage, fmt.Errorf("restoring the database master key of %s needs the password that will protect it in that database (RESTORE MASTER KEY … ENCRYPTION BY PASSWORD): add to hierarchy.passwords an entry with database: %s and password_env (or password_file)", it.Database, it.Database))
+	}
+	if err := sqlserver.CheckPassword(newPW); err != nil {
+		return exitcode.Wrap(exitcode.Usage, fmt.Errorf("the hierarchy.passwords password of database %s: %w", it.Database, err))
+	}
+	h, err := tg.hdb.Inventory(ctx)
+	if err != nil {
+		return err
+	}
+	var openPW secret.Value
+	if d := h.Find(it.Database); d != nil && d.MasterKey != nil && !d.MasterKey.ServiceMasterKey {
+		openPW = newPW
+		r.Log.InfoContext(ctx, "the database's current master key is not protected by the service master key: opening it with its configured password first", "database", it.Database)
+	}
+	name := "restore-" + r.RunID[:8] + "-" + c.Name
+	files, remove, err := r.stage(ctx, localDir, opts.ServerDirectory, map[string][]byte{name: cc.data}, []string{name})
+	if err != nil {
+		return err
+	}
+	defer remove()
+	r.Log.InfoContext(ctx, "restoring the database master key", "database", it.Database, "server", tg.info.ServerName, "force", opts.Force, "drill", opts.Drill)
+	if err := tg.hdb.RestoreDatabaseMasterKey(ctx, it.Database, files[name].server, filePW, newPW, openPW, opts.Force); err != nil {
+		return err
+	}
+	rec.Restore.Applied, rec.Restore.Server = true, tg.info.ServerName
+	r.Log.InfoContext(ctx, "the database master key is restored", "database", it.Database, "server", tg.info.ServerName)
+	return nil
+}
+
+// applyCertificate stages the certificate's file(s) and runs CREATE
+// CERTIFICATE … FROM FILE in the item's database, then reads the server's
+// catalog back: the certificate must have the thumbprint the copy's
+// receipt records and its private key (else exit 6). Its private key is
+// protected as it was: by the database master key, which must exist and be
+// open (opened with the database's hierarchy.passwords entry when the
+// service master key does not protect it), or, for a key that had a
+// password of its own, by that password from hierarchy.passwords.
+func (r *Runner) applyCertificate(ctx context.Context, rec *receipt.Receipt, c Copy, cc *CheckedCopy, opts RestoreOptions, tg restoreTarget, filePW secret.Value, localDir string) error {
+	it, err := itemOf(c, cc)
+	if err != nil {
+		return err
+	}
+	format := certFormat(c.Name)
+	h, err := tg.hdb.Inventory(ctx)
+	if err != nil {
+		return err
+	}
+	if format == sqlserver.FormatPFX && sqlserver.FormatFor(h.MajorVersion) != sqlserver.FormatPFX {
+		return exitcode.Wrap(exitcode.Usage, fmt.Errorf("%s is a PFX file (made on SQL Server 2022 or later), and %s runs SQL Server %d, which reads a certificate only from a .cer and a .pvk: restore it into SQL Server 2022 or later", c.Location, tg.info.ServerName, h.MajorVersion))
+	}
+	d := h.Find(it.Database)
+	if d != nil {
+		for _, have := range d.Certificates {
+			if it.Thumbprint != "" && strings.EqualFold(have.ThumbprintHex(), it.Thumbprint) && have.HasPrivateKey() && !opts.Drill {
+				// The very certificate is there with its private key: a
+				// TDE certificate already present needs nothing.
+				match := true
+				rec.Restore.Server, rec.Restore.Thumbprint, rec.Restore.ThumbprintMatch = tg.info.ServerName, have.ThumbprintHex(), &match
+				r.Log.WarnContext(ctx, "the certificate is already in the database with its private key (same thumbprint): nothing to restore", "database", it.Database, "certificate", have.Name, "thumbprint", have.ThumbprintHex(), "server", tg.info.ServerName)
+				return nil
+			}
+		}
+	}
+	var newPW, openPW secret.Value
+	if it.PrivateKey == sqlserver.KeyByPassword {
+		pw, ok, err := opts.keyPassword(it.Database, it.Name)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return exitcode.Wrap(exitcode.Usage, fmt.Errorf("the private key of certificate %s/%s was protected by a password of its own: add to hierarchy.passwords an entry with database: %s, certificate: %s and password_env (or password_file) to protect it with again", it.Database, it.Name, it.Database, it.Name))
+		}
+		newPW = pw
+	} else if d != nil && d.MasterKey != nil && !d.MasterKey.ServiceMasterKey {
+		if pw, ok, err := opts.keyPassword(it.Database, ""); err != nil {
+			return err
+		} else if ok {
+			openPW = pw
+			r.Log.InfoContext(ctx, "the database's master key is not protected by the service master key: opening it with its configured password", "database", it.Database)
+		}
+	}
+	base := "restore-" + r.RunID[:8] + "-" + c.Name
+	contents := map[string][]byte{base: cc.data}
+	order := []string{base}
+	if format == sqlserver.FormatPVK {
+		if cc.pvk == nil {
+			return exitcode.Wrap(exitcode.Verify, fmt.Errorf("%s: the certificate's private key file was not read", c.Location))
+		}
+		contents[privateKeyKey(base)] = cc.pvk
+		order = append(order, privateKeyKey(base))
+	}
+	files, remove, err := r.stage(ctx, localDir, opts.ServerDirectory, contents, order)
+	if err != nil {
+		return err
+	}
+	defer remove()
+	req := sqlserver.CertificateRestore{
+		Database: it.Database, Name: it.Name,
+		Files:    sqlserver.CertificateFiles{Format: format, Certificate: files[base].server},
+		Password: filePW, NewPassword: newPW, MasterKeyPassword: openPW,
+	}
+	if format == sqlserver.FormatPVK {
+		req.Files.PrivateKey = files[privateKeyKey(base)].server
+	}
+	r.Log.InfoContext(ctx, "restoring the certificate", "database", it.Database, "certificate", it.Name, "server", tg.info.ServerName, "drill", opts.Drill)
+	if err := tg.hdb.CreateCertificateFromFile(ctx, req); err != nil {
+		return certificateError(err, it, tg.info, opts.Drill)
+	}
+	rec.Restore.Applied, rec.Restore.Server = true, tg.info.ServerName
+	return r.checkRestoredCertificate(ctx, rec, it, tg)
+}
+
+// certificateError explains the errors of CREATE CERTIFICATE that mean
+// the target server is not ready rather than the copy bad.
+func certificateError(err error, it receipt.Item, info sqlserver.Info, drill bool) error {
+	var se *sqlserver.Error
+	if !errors.As(err, &se) {
+		return err
+	}
+	server := "the server"
+	if drill {
+		server = "the drill's scratch server"
+	}
+	switch se.Number {
+	case sqlserver.ErrNumMasterKeyNotOpen:
+		return exitcode.Wrap(exitcode.SQLServer, fmt.Errorf("%s %s has no open database master key in database %s to protect the restored private key: create a master key in %s of %s first (USE [%s]; CREATE MASTER KEY ENCRYPTION BY PASSWORD = '…';), or, when its master key is protected by a password only, add that password to hierarchy.passwords (database: %s): %w", server, info.ServerName, it.Database, it.Database, server, it.Database, it.Database, err))
+	case sqlserver.ErrNumCertificateExists:
+		if drill {
+			return exitcode.Wrap(exitcode.SQLServer, fmt.Errorf("the drill's scratch server %s already holds certificate %s, or this very certificate, in database %s (from an earlier drill?): a drill must load the file to prove it, so drop it there first (USE [%s]; DROP CERTIFICATE [%s];) or use a fresh scratch server: %w", info.ServerName, it.Name, it.Database, it.Database, it.Name, err))
+		}
+		return exitcode.Wrap(exitcode.SQLServer, fmt.Errorf("database %s of %s already holds a certificate named %s, or this very certificate without its private key: nothing was changed (a TDE certificate already present with its private key needs no restore; keyescrow inventory shows it): %w", it.Database, info.ServerName, it.Name, err))
+	}
+	return err
+}
+
+// checkRestoredCertificate reads the server's catalog after CREATE
+// CERTIFICATE: the certificate must have the recorded thumbprint and its
+// private key, else the file was not the certificate its receipt records
+// (exit 6).
+func (r *Runner) checkRestoredCertificate(ctx context.Context, rec *receipt.Receipt, it receipt.Item, tg restoreTarget) error {
+	h, err := tg.hdb.Inventory(ctx)
+	if err != nil {
+		return err
+	}
+	var got *sqlserver.Certificate
+	if d := h.Find(it.Database); d != nil {
+		for i := range d.Certificates {
+			if strings.EqualFold(d.Certificates[i].Name, it.Name) {
+				got = &d.Certificates[i]
+			}
+		}
+	}
+	match := false
+	rec.Restore.ThumbprintMatch = &match
+	if got == nil {
+		return exitcode.Wrap(exitcode.Verify, fmt.Errorf("CREATE CERTIFICATE succeeded, but %s does not list certificate %s in database %s: the restore cannot be proven", tg.info.ServerName, it.Name, it.Database))
+	}
+	rec.Restore.Thumbprint = got.ThumbprintHex()
+	switch {
+	case it.Thumbprint == "":
+		return exitcode.Wrap(exitcode.Verify, fmt.Errorf("the copy's receipt records no thumbprint for %s: the restored certificate (thumbprint %s) cannot be proven to be it", it.Label(), got.ThumbprintHex()))
+	case !strings.EqualFold(got.ThumbprintHex(), it.Thumbprint):
+		return exitcode.Wrap(exitcode.Verify, fmt.Errorf("the certificate restored into %s database %s has thumbprint %s, and the copy's receipt records %s: the file is not the certificate recorded; drop it there (USE [%s]; DROP CERTIFICATE [%s];) and restore another copy", tg.info.ServerName, it.Database, got.ThumbprintHex(), it.Thumbprint, it.Database, it.Name))
+	case !got.HasPrivateKey():
+		return exitcode.Wrap(exitcode.Verify, fmt.Errorf("the certificate restored into %s database %s has the recorded thumbprint %s but no private key: it cannot decrypt anything", tg.info.ServerName, it.Database, got.ThumbprintHex()))
+	}
+	match = true
+	r.Log.InfoContext(ctx, "the certificate is restored: its thumbprint is the recorded one and it has its private key", "database", it.Database, "certificate", it.Name, "thumbprint", got.ThumbprintHex(), "private_key_protection", got.PrivateKey, "server", tg.info.ServerName)
+	return nil
+}
