@@ -284,6 +284,11 @@ type receipt struct {
 		Authenticated bool      `json:"receipt_authenticated"`
 		KeyID         string    `json:"key_id"`
 		Skipped       []skipped `json:"skipped"`
+		// PrivateKeyOut, Thumbprint and ThumbprintMatch: a certificate's
+		// restore (hier_restore_test.go).
+		PrivateKeyOut   string `json:"private_key_out"`
+		Thumbprint      string `json:"thumbprint"`
+		ThumbprintMatch *bool  `json:"thumbprint_match"`
 	} `json:"restore"`
 	Error *struct {
 		Code    int    `json:"code"`
