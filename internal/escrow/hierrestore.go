@@ -55,6 +55,19 @@ func SelectKind(kind, database, name string) (string, error) {
 	return kind, nil
 }
 
+// askedItem is the item restore looks for, as the flags name it (nil for
+// the service master key): the receipt of a restore that finds no copy
+// still says what was asked for.
+func askedItem(f Filter) *receipt.Item {
+	switch f.Kind {
+	case receipt.KindDatabaseMasterKey:
+		return &receipt.Item{Kind: f.Kind, Database: f.Database, Name: receipt.MasterKeyName}
+	case receipt.KindCertificate:
+		return &receipt.Item{Kind: f.Kind, Database: f.Database, Name: f.Name}
+	}
+	return nil
+}
+
 // certFormat is the format of a certificate copy, by its file name.
 func certFormat(name string) sqlserver.CertificateFormat {
 	if strings.EqualFold(filepath.Ext(name), ".pfx") {

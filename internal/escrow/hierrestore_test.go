@@ -168,8 +168,9 @@ func TestRestoreTakesOnlyTheKindAskedForAndTheServiceMasterKeyByDefault(t *testi
 		t.Errorf("restore of HR's master key: %v, wrote %q, receipt %+v", err, out, rec)
 	}
 
-	if _, _, _, err := restoreOut(t, a.runner, RestoreOptions{Filter: Filter{Host: "SQLA", Kind: receipt.KindCertificate, Database: "master", Name: "Other"}}, "o.cer"); exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "certificate master/Other") {
-		t.Errorf("a certificate with no copy: %v, want exit 2 naming it", err)
+	rec, _, _, err = restoreOut(t, a.runner, RestoreOptions{Filter: Filter{Host: "SQLA", Kind: receipt.KindCertificate, Database: "master", Name: "Other"}}, "o.cer")
+	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "certificate master/Other") || rec.Kind != receipt.KindCertificate || rec.Item == nil || rec.Item.Name != "Other" {
+		t.Errorf("a certificate with no copy: %v, receipt kind %s item %+v: want exit 2 naming it", err, rec.Kind, rec.Item)
 	}
 
 	for name, f := range map[string]Filter{

@@ -85,6 +85,7 @@ func (r *Runner) restore(ctx context.Context, rec *receipt.Receipt, opts Restore
 	}
 	opts.Filter.Kind = kind
 	rec.Kind = kind
+	rec.Item = askedItem(opts.Filter) // until a copy says what it holds
 	if err := checkRestoreOptions(opts); err != nil {
 		return err, nil
 	}
@@ -101,6 +102,7 @@ func (r *Runner) restore(ctx context.Context, rec *receipt.Receipt, opts Restore
 	if cc.rec != nil && cc.rec.Host != "" {
 		rec.Host, rec.Instance, rec.MachineName = cc.rec.Host, cc.rec.Instance, cc.rec.MachineName
 	}
+	rec.Item = nil
 	if cc.rec != nil && cc.rec.Item != nil {
 		it := *cc.rec.Item
 		rec.Item = &it
