@@ -10,6 +10,7 @@ import (
 	"github.com/keyescrow/keyescrow/internal/config"
 	"github.com/keyescrow/keyescrow/internal/escrow"
 	"github.com/keyescrow/keyescrow/internal/exitcode"
+	"github.com/keyescrow/keyescrow/internal/receipt"
 	"github.com/keyescrow/keyescrow/internal/secret"
 	"github.com/keyescrow/keyescrow/internal/sqlserver"
 )
@@ -111,9 +112,14 @@ func (a *App) runDrill(ctx context.Context, inv *invocation) error {
 	if len(inv.args) > 0 {
 		return inv.failEarly(exitcode.Wrap(exitcode.Usage, fmt.Errorf("drill takes no arguments (got %q)", inv.args[0])))
 	}
-	kind, err := escrow.SelectKind(inv.kind, inv.database, inv.itemName)
-	if err != nil {
-		return inv.failEarly(err)
+	// --kind certificate alone drills every TDE certificate.
+	everyTDE := inv.kind == receipt.KindCertificate && inv.database == "" && inv.itemName == ""
+	kind := inv.kind
+	if !everyTDE {
+		var err error
+		if kind, err = escrow.SelectKind(inv.kind, inv.database, inv.itemName); err != nil {
+			return inv.failEarly(err)
+		}
 	}
 	cfg, r, err := inv.setup()
 	if err != nil {
@@ -143,11 +149,16 @@ func (a *App) runDrill(ctx context.Context, inv *invocation) error {
 	serverDir, localDir := cfg.DrillDirectories()
 	r.Password = pw
 	r.ConnectRestore = inv.connectRestore(scratch)
-	rec, err := r.Restore(ctx, escrow.RestoreOptions{
+	opts := escrow.RestoreOptions{
 		Destination: inv.destination, Filter: inv.restoreFilter(id, kind),
 		Apply: true, Drill: true, ServerDirectory: serverDir, LocalDirectory: localDir,
 		KeyPassword: inv.keyPasswords(cfg),
-	})
+	}
+	if everyTDE {
+		rec, err := r.DrillTDE(ctx, opts)
+		return inv.report(rec, err)
+	}
+	rec, err := r.Restore(ctx, opts)
 	return inv.report(rec, err)
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/keyescrow/keyescrow/internal/exitcode"
@@ -47,7 +48,7 @@ func SelectKind(kind, database, name string) (string, error) {
 		}
 	case receipt.KindCertificate:
 		if database == "" || name == "" {
-			return usage("--kind certificate needs --database NAME and --name CERTIFICATE (a TDE certificate is in master: --database master)")
+			return usage("--kind certificate needs --database NAME and --name CERTIFICATE (a TDE certificate is in master: --database master); drill --kind certificate alone drills every TDE certificate")
 		}
 	default:
 		return usage("--kind %q is not a kind of key: use service-master-key (the default), database-master-key or certificate", kind)
@@ -398,4 +399,117 @@ func (r *Runner) checkRestoredCertificate(ctx context.Context, rec *receipt.Rece
 	match = true
 	r.Log.InfoContext(ctx, "the certificate is restored: its thumbprint is the recorded one and it has its private key", "database", it.Database, "certificate", it.Name, "thumbprint", got.ThumbprintHex(), "private_key_protection", got.PrivateKey, "server", tg.info.ServerName)
 	return nil
+}
+
+// errNotTDE ends a DrillTDE restore of a certificate that protects no TDE
+// database.
+var errNotTDE = errors.New("not a TDE certificate")
+
+// DrillTDE drills every TDE certificate of the host and instance: each
+// certificate archived in master whose newest genuine copy records the
+// TDE databases it protects is restored into the scratch server and its
+// thumbprint proven, as `drill --kind certificate --database master
+// --name …` does for one. The receipt lists each certificate in items
+// (action restored, failed, or excluded for a certificate that protects
+// no TDE database); the exit code is the largest of the failures'. With no
+// TDE certificate archived it is exit 2.
+func (r *Runner) DrillTDE(ctx context.Context, opts RestoreOptions) (*receipt.Receipt, error) {
+	rec := r.newReceipt()
+	rec.Kind = receipt.KindCertificate
+	rec.Restore = &receipt.Restore{Drill: true}
+	r.warnUnauthenticated(ctx, false)
+	err := r.drillTDE(ctx, rec, opts)
+	return r.finish(rec, err, nil)
+}
+
+func (r *Runner) drillTDE(ctx context.Context, rec *receipt.Receipt, opts RestoreOptions) error {
+	opts.Filter.Kind, opts.Filter.Database, opts.Filter.Name = receipt.KindCertificate, "master", ""
+	opts.Apply, opts.Drill, opts.tdeOnly = true, true, true
+	if err := checkRestoreOptions(opts); err != nil {
+		return err
+	}
+	names, err := r.archivedCertificates(ctx, opts)
+	if err != nil {
+		return err
+	}
+	if len(names) == 0 {
+		return exitcode.Wrap(exitcode.Usage, fmt.Errorf("no certificate of database master is archived for %s: nothing to drill (keyescrow list shows what is archived)", scopeNames(opts.Filter)))
+	}
+	var errs []error
+	restored, authenticated := 0, true
+	for _, name := range names {
+		o := opts
+		o.Filter.Name = name
+		sub := r.newReceipt()
+		sub.Restore = &receipt.Restore{Drill: true}
+		runErr, destErr := r.restore(ctx, sub, o)
+		res := receipt.ItemResult{Item: receipt.Item{Kind: receipt.KindCertificate, Database: "master", Name: name},
+			File: sub.File, Destinations: sub.Destinations}
+		if sub.Item != nil {
+			res.Item = *sub.Item
+		}
+		if sub.Host != "" {
+			rec.Host, rec.Instance, rec.MachineName = sub.Host, sub.Instance, sub.MachineName
+		}
+		rec.Restore.Skipped = append(rec.Restore.Skipped, sub.Restore.Skipped...)
+		switch err := errors.Join(runErr, destErr); {
+		case errors.Is(runErr, errNotTDE):
+			res.Action, res.Reason = receipt.ItemExcluded, "it protects no TDE database: drill it by name (--database master --name "+res.Name+")"
+			r.Log.InfoContext(ctx, "not drilled: not a TDE certificate", "certificate", res.Name)
+		case err != nil:
+			res.Action, res.Reason = receipt.ItemFailed, "the drill failed"
+			res.Error = &receipt.Error{Code: exitcode.Code(err), Message: err.Error()}
+			errs = append(errs, fmt.Errorf("certificate master/%s: %w", name, err))
+			r.Log.ErrorContext(ctx, "the drill of a TDE certificate failed", "certificate", res.Name, "err", err.Error())
+		default:
+			restored++
+			authenticated = authenticated && sub.Restore.Authenticated
+			rec.Restore.Server = sub.Restore.Server
+			res.Action = receipt.ItemRestored
+			res.Reason = fmt.Sprintf("restored into %s: thumbprint %s is the recorded one and the private key is there", sub.Restore.Server, sub.Restore.Thumbprint)
+		}
+		rec.Items = append(rec.Items, res)
+	}
+	rec.Restore.Applied = restored > 0 && len(errs) == 0
+	rec.Restore.Authenticated = restored > 0 && authenticated
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if restored == 0 {
+		return exitcode.Wrap(exitcode.Usage, fmt.Errorf("none of the %d certificates archived in master for %s protects a TDE database (items says which): nothing to drill; drill one by name with --database master --name", len(names), scopeNames(opts.Filter)))
+	}
+	r.Log.InfoContext(ctx, "every TDE certificate drilled", "certificates", restored, "server", rec.Restore.Server)
+	return nil
+}
+
+// archivedCertificates lists the certificates archived in the filter's
+// database at the destinations restore reads (by name, decoded from their
+// folders, sorted, each once).
+func (r *Runner) archivedCertificates(ctx context.Context, opts RestoreOptions) ([]string, error) {
+	dests, err := r.selectDestinations(opts.Destination)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]string{}
+	var errs []error
+	for _, d := range dests {
+		_, err := walkHost(ctx, d, opts.Filter, 1, func(g *group) error {
+			if name, ok := unSafeName(g.Item); ok && name != "" {
+				seen[strings.ToLower(name)] = name
+			}
+			return nil
+		})
+		if err != nil {
+			errs = append(errs, listError(d, err))
+		}
+	}
+	if len(seen) == 0 && len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	names := make([]string, 0, len(seen))
+	for _, n := range seen {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names, nil
 }

@@ -314,8 +314,9 @@ func TestADamagedOrMissingPrivateKeyFailsItsCopy(t *testing.T) {
 	})
 }
 
-// hierEnv is an environment on a SQL Server 2019 stand-in (certificates
-// as .cer and .pvk) with master's master key and the TDE certificate, and
+// hierEnv is an environment on a stand-in of the given version with
+// master's master key, the TDE certificate and a certificate that protects
+// no TDE database (BackupCert), and
 // HR's master key that only its password opens; its runner restores into
 // whatever server connect names.
 func hierEnv(t *testing.T, version string) *env {
@@ -323,7 +324,7 @@ func hierEnv(t *testing.T, version string) *env {
 	e := newEnv(t, func(s *setup) {
 		s.server.ProductVersion = version
 		s.server.Databases = []mssqltest.Database{
-			{Name: "master", MasterKey: &mssqltest.MasterKey{Password: "Master-Dmk-Pa55!"}, Certificates: []mssqltest.Certificate{{Name: "TDECert"}}},
+			{Name: "master", MasterKey: &mssqltest.MasterKey{Password: "Master-Dmk-Pa55!"}, Certificates: []mssqltest.Certificate{{Name: "TDECert"}, {Name: "BackupCert"}}},
 			{Name: "Sales", TDECertificate: "TDECert"},
 			{Name: "HR", MasterKey: &mssqltest.MasterKey{Password: hrPassword, NoServiceMasterKey: true},
 				Certificates: []mssqltest.Certificate{{Name: "Signing", PrivateKey: mssqltest.ByPassword, Password: signingPassword}}},
@@ -606,5 +607,46 @@ func TestACertificateIsRestoredUnderTheProtectionItHad(t *testing.T) {
 		if strings.Contains(e.logs.String(), s) {
 			t.Fatal("a password appears in the log")
 		}
+	}
+}
+
+func TestDrillOfEveryTDECertificate(t *testing.T) {
+	e := hierEnv(t, "16.0.4135.4")
+	opts := e.restoreOpts()
+	opts.Filter = Filter{Host: serverName}
+	scratch := scratchServer(t, "SCRATCH01", "16.0.4135.4", mssqltest.Database{Name: "master", MasterKey: &mssqltest.MasterKey{Password: "Scratch-Dmk-Pa55!"}})
+	e.restoreInto(scratch)
+
+	// Only a certificate that protects no TDE database is archived.
+	e.archiveItem("master", "BackupCert", testNow)
+	rec, err := e.runner.DrillTDE(testContext(t), opts)
+	if exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "protects a TDE database") || len(rec.Items) != 1 || rec.Items[0].Action != receipt.ItemExcluded {
+		t.Fatalf("no TDE certificate archived: %v, items %+v: want exit 2", err, rec.Items)
+	}
+
+	it := e.archiveItem("master", "TDECert", testNow)
+	rec, err = e.runner.DrillTDE(testContext(t), opts)
+	if err != nil {
+		t.Fatalf("drill: %v\n%s", err, e.logs)
+	}
+	actions := map[string]string{}
+	for _, x := range rec.Items {
+		actions[x.Name] = x.Action
+	}
+	if actions["TDECert"] != receipt.ItemRestored || actions["BackupCert"] != receipt.ItemExcluded || len(actions) != 2 ||
+		!rec.Restore.Applied || !rec.Restore.Drill || rec.Restore.Server != "SCRATCH01" || rec.Kind != receipt.KindCertificate || rec.Host != serverName {
+		t.Errorf("drill receipt: items %v, restore %+v", actions, rec.Restore)
+	}
+	if got, ok := scratch.CertificateOf("master", "TDECert"); !ok || strings.ToUpper(hex.EncodeToString(got.Thumbprint)) != it.Thumbprint {
+		t.Errorf("the scratch server holds %+v", got)
+	}
+	if _, ok := scratch.CertificateOf("master", "BackupCert"); ok {
+		t.Error("a certificate that protects no TDE database was drilled")
+	}
+
+	// Again: the scratch server holds TDECert already; that item fails.
+	rec, err = e.runner.DrillTDE(testContext(t), opts)
+	if exitcode.Code(err) != exitcode.SQLServer || rec.Restore.Applied || rec.Items[1].Action != receipt.ItemFailed || rec.Items[1].Error == nil || rec.Items[1].Error.Code != exitcode.SQLServer {
+		t.Errorf("a second drill: %v, items %+v: want exit 3, TDECert failed", err, rec.Items)
 	}
 }

@@ -61,6 +61,11 @@ type RestoreOptions struct {
 	// certificate (its database's master key password, or its private
 	// key's own); nil: none is configured.
 	KeyPassword KeyPasswordFunc
+
+	// tdeOnly: restore only a certificate that protects a TDE database
+	// (DrillTDE); another one ends with errNotTDE before anything is
+	// written or applied.
+	tdeOnly bool
 }
 
 // Restore fetches a copy, proves it against its receipt and the service's
@@ -110,6 +115,9 @@ func (r *Runner) restore(ctx context.Context, rec *receipt.Receipt, opts Restore
 	if cc.pvk != nil && cc.rec != nil && cc.rec.File != nil && cc.rec.File.PrivateKey != nil {
 		pk := *cc.rec.File.PrivateKey
 		rec.File.PrivateKey = &pk
+	}
+	if opts.tdeOnly && (rec.Item == nil || len(rec.Item.TDE) == 0) {
+		return errNotTDE, nil
 	}
 	// A copy that verified at a later destination is what counts: the
 	// earlier ones' failures are reported, not fatal.

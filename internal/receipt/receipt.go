@@ -115,6 +115,9 @@ const (
 	ItemUnchanged = "unchanged" // its newest proven copy is still this key and younger than refresh
 	ItemExcluded  = "excluded"  // the configuration leaves it out
 	ItemFailed    = "failed"    // it could not be backed up or proven (Error says why)
+	// ItemRestored: drill of every TDE certificate: restored into the
+	// scratch server with its recorded thumbprint and private key.
+	ItemRestored = "restored"
 )
 
 // ItemResult is what a backup run did with one item of the hierarchy.
