@@ -314,12 +314,12 @@ func TestADamagedOrMissingPrivateKeyFailsItsCopy(t *testing.T) {
 	})
 }
 
-// hierEnv is an environment on a stand-in of the given version with
+// restoreEnv is an environment on a stand-in of the given version with
 // master's master key, the TDE certificate and a certificate that protects
 // no TDE database (BackupCert), and
 // HR's master key that only its password opens; its runner restores into
 // whatever server connect names.
-func hierEnv(t *testing.T, version string) *env {
+func restoreEnv(t *testing.T, version string) *env {
 	t.Helper()
 	e := newEnv(t, func(s *setup) {
 		s.server.ProductVersion = version
@@ -446,7 +446,7 @@ func keyPasswords(database, certificate string) (secret.Value, bool, error) {
 func TestACertificateDrillProvesTheThumbprintOnTheScratchServer(t *testing.T) {
 	for _, version := range []string{"15.0.4355.3", "16.0.4135.4"} {
 		t.Run(version, func(t *testing.T) {
-			e := hierEnv(t, version)
+			e := restoreEnv(t, version)
 			it := e.archiveItem("master", "TDECert", testNow)
 			want, _ := e.srv.CertificateOf("master", "TDECert")
 			if it.Thumbprint != strings.ToUpper(hex.EncodeToString(want.Thumbprint)) {
@@ -514,7 +514,7 @@ func TestACertificateDrillProvesTheThumbprintOnTheScratchServer(t *testing.T) {
 }
 
 func TestADatabaseMasterKeyIsRestoredUnderItsConfiguredPassword(t *testing.T) {
-	e := hierEnv(t, "15.0.4355.3")
+	e := restoreEnv(t, "15.0.4355.3")
 	e.archiveItem("HR", "", testNow)
 	want, _ := e.srv.MasterKeyOf("HR")
 	// The rebuilt server: HR came back from a database backup with a
@@ -558,7 +558,7 @@ func TestADatabaseMasterKeyIsRestoredUnderItsConfiguredPassword(t *testing.T) {
 }
 
 func TestACertificateIsRestoredUnderTheProtectionItHad(t *testing.T) {
-	e := hierEnv(t, "15.0.4355.3")
+	e := restoreEnv(t, "15.0.4355.3")
 	e.archiveItem("HR", "Signing", testNow)
 	e.archiveItem("master", "TDECert", testNow)
 	signing, _ := e.srv.CertificateOf("HR", "Signing")
@@ -611,7 +611,7 @@ func TestACertificateIsRestoredUnderTheProtectionItHad(t *testing.T) {
 }
 
 func TestDrillOfEveryTDECertificate(t *testing.T) {
-	e := hierEnv(t, "16.0.4135.4")
+	e := restoreEnv(t, "16.0.4135.4")
 	opts := e.restoreOpts()
 	opts.Filter = Filter{Host: serverName}
 	scratch := scratchServer(t, "SCRATCH01", "16.0.4135.4", mssqltest.Database{Name: "master", MasterKey: &mssqltest.MasterKey{Password: "Scratch-Dmk-Pa55!"}})
