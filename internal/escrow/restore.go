@@ -162,7 +162,11 @@ func checkRestoreOptions(opts RestoreOptions) error {
 	case opts.Force && !opts.Apply:
 		return usage("--force only applies to --apply (RESTORE … FORCE): add --apply, or drop --force")
 	case opts.Force && opts.ConfirmForce == "":
-		return usage("RESTORE SERVICE MASTER KEY … FORCE loses every secret the current key protects that the restored key cannot decrypt: to go ahead, pass --confirm-force with the SQL Server's name (@@SERVERNAME)")
+		stmt := "RESTORE SERVICE MASTER KEY"
+		if opts.Filter.Kind == receipt.KindDatabaseMasterKey {
+			stmt = "RESTORE MASTER KEY"
+		}
+		return usage(stmt + " … FORCE loses every secret the current key protects that the restored key cannot decrypt: to go ahead, pass --confirm-force with the SQL Server's name (@@SERVERNAME)")
 	case !opts.Force && opts.ConfirmForce != "":
 		return usage("--confirm-force is only used with --apply --force")
 	case !opts.Apply && opts.Out == "":
@@ -244,7 +248,11 @@ func (r *Runner) fetchVerified(ctx context.Context, rec *receipt.Receipt, dests 
 		errs = append(errs, checked.err)
 	}
 	if len(errs) == 0 {
-		return Copy{}, nil, nil, exitcode.Wrap(exitcode.Usage, fmt.Errorf("no copy of %s%s at %s: keyescrow list shows what is archived", restoreScope(opts.Filter), choiceText(opts), strings.Join(missing, ", ")))
+		hint := ""
+		if opts.VersionID != "" && opts.Filter.Kind == receipt.KindServiceMasterKey {
+			hint = "; the copy of a database master key or certificate needs --kind with --database (and --name)"
+		}
+		return Copy{}, nil, nil, exitcode.Wrap(exitcode.Usage, fmt.Errorf("no copy of %s%s at %s: keyescrow list shows what is archived%s", restoreScope(opts.Filter), choiceText(opts), strings.Join(missing, ", "), hint))
 	}
 	return Copy{}, nil, errors.Join(errs...), nil
 }
