@@ -136,7 +136,7 @@ func TestRestoreTakesOnlyTheKindAskedForAndTheServiceMasterKeyByDefault(t *testi
 	// Item copies newer than the service master key's, under the same
 	// host and instance: restore without --kind must not take them.
 	a.now = testNow.Add(time.Hour)
-	putItem(t, a.runner, "SQLA", "MSSQLSERVER", a.now, itemCopy{it: tdeCert("pvk"), data: []byte("cer-1"), pvk: []byte("pvk-1")})
+	certName := putItem(t, a.runner, "SQLA", "MSSQLSERVER", a.now, itemCopy{it: tdeCert("pvk"), data: []byte("cer-1"), pvk: []byte("pvk-1")})
 	a.now = testNow.Add(2 * time.Hour)
 	putItem(t, a.runner, "SQLA", "MSSQLSERVER", a.now, itemCopy{it: hrMasterKey(), data: []byte("dmk-1")})
 	// A host with item copies only: it has no service master key copy.
@@ -149,6 +149,19 @@ func TestRestoreTakesOnlyTheKindAskedForAndTheServiceMasterKeyByDefault(t *testi
 	}
 	if _, out, _, err := restoreOut(t, a.runner, RestoreOptions{Filter: Filter{Host: "SQLB"}}, "smk.key"); exitcode.Code(err) != exitcode.Usage || out != nil || !strings.Contains(err.Error(), "no copy of host SQLB") {
 		t.Errorf("a host with item copies only, without --kind: %v, wrote %q: want exit 2, no copy", err, out)
+	}
+
+	// The certificate's version id without --kind: not a service master
+	// key copy, and the message says what is missing.
+	st, err := a.mem.Stat(testContext(t), itemObjectKey(memPrefix, "SQLA", "MSSQLSERVER", tdeCert("pvk"), certName), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, out, _, err := restoreOut(t, a.runner, RestoreOptions{Filter: Filter{Host: "SQLA"}, VersionID: st.VersionID, Destination: memName}, "x.key"); exitcode.Code(err) != exitcode.Usage || out != nil || !strings.Contains(err.Error(), "needs --kind") {
+		t.Errorf("a certificate's version id without --kind: %v, want exit 2 hinting at --kind", err)
+	}
+	if _, out, _, err := restoreOut(t, a.runner, RestoreOptions{Filter: Filter{Host: "SQLA", Kind: receipt.KindCertificate, Database: "master", Name: "TDECert"}, VersionID: st.VersionID, Destination: memName}, "x.cer"); err != nil || string(out) != "cer-1" {
+		t.Errorf("the certificate's version id with --kind: %v, %q", err, out)
 	}
 
 	rec, out, pvk, err := restoreOut(t, a.runner, RestoreOptions{Filter: Filter{Host: "sqla", Kind: receipt.KindCertificate, Database: "MASTER", Name: "tdecert"}}, "tde.cer")
