@@ -123,6 +123,9 @@ func privateKeyOut(out string) string {
 // owner-only, and when the second cannot be written the first is removed:
 // either both files are there or neither.
 func (r *Runner) writeOut(ctx context.Context, rec *receipt.Receipt, cc *CheckedCopy, opts RestoreOptions) error {
+	if rec.Kind == receipt.KindCertificate && !strings.EqualFold(filepath.Ext(opts.Out), filepath.Ext(rec.File.Name)) {
+		r.Log.WarnContext(ctx, "--out does not end like the copy's file: it is written as named, but a .pfx needs FORMAT = 'PFX' in CREATE CERTIFICATE … FROM FILE, and a .cer its .pvk", "copy", rec.File.Name, "out", opts.Out)
+	}
 	keyOut := ""
 	if cc.pvk != nil {
 		keyOut = privateKeyOut(opts.Out)
