@@ -107,13 +107,10 @@ type CheckedCopy struct {
 	Authenticated bool   `json:"authenticated"`
 	KeyID         string `json:"key_id,omitempty"`
 
-	data []byte // the bytes read back (restore keeps them)
-	// pvk is a certificate's private key file read back and proven
-	// (pvk format), pvkSide its receipt's entry at this destination.
-	pvk     []byte
-	pvkSide *receipt.Sidecar
-	rec     *receipt.Receipt
-	err     error // the failure, with its sentinels
+	data       []byte // the bytes read back (restore keeps them)
+	privateKey []byte // a certificate's .pvk read back and proven
+	rec        *receipt.Receipt
+	err        error // the failure, with its sentinels
 }
 
 // junkWindow is how many copies beyond verify's --copies are kept per
@@ -503,9 +500,11 @@ func (r *Runner) checkContent(ctx context.Context, d Destination, j judged, now 
 	if _, _, err := fetchSealed(ctx, d, c, rec); err != nil {
 		return failWith(err)
 	}
-	if cc.pvk, cc.pvkSide, err = fetchPrivateKey(ctx, d, c, rec); err != nil {
+	pvk, err := fetchPrivateKey(ctx, d, c, rec)
+	if err != nil {
 		return failWith(err)
 	}
+	cc.privateKey = pvk
 	cc.Checksum.Match = true
 	cc.Status = receipt.DestVerified
 	cc.data = data

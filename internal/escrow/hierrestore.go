@@ -82,31 +82,32 @@ func certFormat(name string) sqlserver.CertificateFormat {
 // the destination's private_key entry): a certificate in the pvk format is
 // usable only with it, so a missing, damaged or unrecorded .pvk fails the
 // copy (exit 6). Other copies return nil, nil, nil.
-func fetchPrivateKey(ctx context.Context, d Destination, c Copy, rec *receipt.Receipt) ([]byte, *receipt.Sidecar, error) {
+func fetchPrivateKey(ctx context.Context, d Destination, c Copy, rec *receipt.Receipt) ([]byte, error) {
 	if c.Kind != receipt.KindCertificate || rec == nil || rec.File == nil {
-		return nil, nil, nil
+		return nil, nil
 	}
 	t := target{name: d.Config.Name, backend: d.Backend}
 	pk := rec.File.PrivateKey
 	if pk == nil {
 		if certFormat(c.Name) == sqlserver.FormatPVK {
-			return nil, nil, verifyError(t, fmt.Sprintf("the receipt of %s records no private key file (.pvk) for this certificate: the certificate cannot be restored with its private key", c.Location))
+			return nil, verifyError(t, fmt.Sprintf("the receipt of %s records no private key file (.pvk) for this certificate: the certificate cannot be restored with its private key", c.Location))
 		}
-		return nil, nil, nil
+		return nil, nil
 	}
-	key := privateKeyKey(c.Key)
-	side := sidecarEntry(rec, d.Config.Name, d.Backend.Location(key), func(x receipt.Destination) *receipt.Sidecar { return x.PrivateKey })
+	side := privateKeySidecar(rec, d, c)
 	switch {
 	case side == nil:
-		return nil, nil, verifyError(t, fmt.Sprintf("the receipt of %s records a private key file but names none at this destination", c.Location))
+		return nil, verifyError(t, fmt.Sprintf("the receipt of %s records a private key file but names none at this destination", c.Location))
 	case !strings.EqualFold(side.SHA256, pk.SHA256) || side.Bytes != pk.Bytes:
-		return nil, side, verifyError(t, fmt.Sprintf("the receipt of %s records the private key file as %d bytes SHA-256 %s, and at this destination as %d bytes SHA-256 %s: the receipt is inconsistent", c.Location, pk.Bytes, pk.SHA256, side.Bytes, side.SHA256))
+		return nil, verifyError(t, fmt.Sprintf("the receipt of %s records the private key file as %d bytes SHA-256 %s, and at this destination as %d bytes SHA-256 %s: the receipt is inconsistent", c.Location, pk.Bytes, pk.SHA256, side.Bytes, side.SHA256))
 	}
-	data, err := fetchSidecar(ctx, d, c, key, side, "private key file (.pvk)", "the certificate cannot be restored with its private key", pk.Bytes)
-	if err != nil {
-		return nil, side, err
-	}
-	return data, side, nil
+	return fetchSidecar(ctx, d, c, privateKeyKey(c.Key), side, "private key file (.pvk)", "the certificate cannot be restored with its private key", pk.Bytes)
+}
+
+// privateKeySidecar is the .pvk a receipt records for a certificate copy
+// at destination d (nil when none).
+func privateKeySidecar(rec *receipt.Receipt, d Destination, c Copy) *receipt.Sidecar {
+	return sidecarEntry(rec, d.Config.Name, d.Backend.Location(privateKeyKey(c.Key)), func(x receipt.Destination) *receipt.Sidecar { return x.PrivateKey })
 }
 
 // privateKeyOut is where restore --out writes a certificate's .pvk: out
@@ -127,7 +128,7 @@ func (r *Runner) writeOut(ctx context.Context, rec *receipt.Receipt, cc *Checked
 		r.Log.WarnContext(ctx, "--out does not end like the copy's file: it is written as named, but a .pfx needs FORMAT = 'PFX' in CREATE CERTIFICATE … FROM FILE, and a .cer its .pvk", "copy", rec.File.Name, "out", opts.Out)
 	}
 	keyOut := ""
-	if cc.pvk != nil {
+	if cc.privateKey != nil {
 		keyOut = privateKeyOut(opts.Out)
 		if keyOut == opts.PasswordOut {
 			return exitcode.Wrap(exitcode.Usage, fmt.Errorf("the certificate's private key goes to %s, which --password-out names too: choose another --password-out", keyOut))
@@ -140,7 +141,7 @@ func (r *Runner) writeOut(ctx context.Context, rec *receipt.Receipt, cc *Checked
 		return err
 	}
 	if keyOut != "" {
-		if err := writeCreateOnly(keyOut, cc.pvk); err != nil {
+		if err := writeCreateOnly(keyOut, cc.privateKey); err != nil {
 			if rerr := os.Remove(opts.Out); rerr != nil {
 				r.Log.ErrorContext(ctx, "the certificate file could not be removed after its private key failed: remove it by hand", "path", opts.Out, "err", rerr.Error())
 			}
@@ -200,8 +201,8 @@ func restoreScope(f Filter) string {
 	return scopeNames(f)
 }
 
-// itemOf is the item a verified copy holds, as its receipt records it.
-func itemOf(c Copy, cc *CheckedCopy) (receipt.Item, error) {
+// copiedItem is the item a verified copy holds, as its receipt records it.
+func copiedItem(c Copy, cc *CheckedCopy) (receipt.Item, error) {
 	if cc.rec == nil || cc.rec.Item == nil {
 		return receipt.Item{}, exitcode.Wrap(exitcode.Verify, fmt.Errorf("the receipt of %s names no item of the hierarchy", c.Location))
 	}
@@ -224,7 +225,7 @@ func (opts RestoreOptions) keyPassword(database, certificate string) (secret.Val
 // does not protect it, so that SQL Server can re-encrypt what it protects.
 // FORCE is gated exactly as for the service master key.
 func (r *Runner) applyDatabaseMasterKey(ctx context.Context, rec *receipt.Receipt, c Copy, cc *CheckedCopy, opts RestoreOptions, tg restoreTarget, filePW secret.Value, localDir string) error {
-	it, err := itemOf(c, cc)
+	it, err := copiedItem(c, cc)
 	if err != nil {
 		return err
 	}
@@ -271,7 +272,7 @@ func (r *Runner) applyDatabaseMasterKey(ctx context.Context, rec *receipt.Receip
 // service master key does not protect it), or, for a key that had a
 // password of its own, by that password from hierarchy.passwords.
 func (r *Runner) applyCertificate(ctx context.Context, rec *receipt.Receipt, c Copy, cc *CheckedCopy, opts RestoreOptions, tg restoreTarget, filePW secret.Value, localDir string) error {
-	it, err := itemOf(c, cc)
+	it, err := copiedItem(c, cc)
 	if err != nil {
 		return err
 	}
@@ -318,10 +319,10 @@ func (r *Runner) applyCertificate(ctx context.Context, rec *receipt.Receipt, c C
 	contents := map[string][]byte{base: cc.data}
 	order := []string{base}
 	if format == sqlserver.FormatPVK {
-		if cc.pvk == nil {
+		if cc.privateKey == nil {
 			return exitcode.Wrap(exitcode.Verify, fmt.Errorf("%s: the certificate's private key file was not read", c.Location))
 		}
-		contents[privateKeyKey(base)] = cc.pvk
+		contents[privateKeyKey(base)] = cc.privateKey
 		order = append(order, privateKeyKey(base))
 	}
 	files, remove, err := r.stage(ctx, localDir, opts.ServerDirectory, contents, order)

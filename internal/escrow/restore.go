@@ -112,7 +112,7 @@ func (r *Runner) restore(ctx context.Context, rec *receipt.Receipt, opts Restore
 		it := *cc.rec.Item
 		rec.Item = &it
 	}
-	if cc.pvk != nil && cc.rec != nil && cc.rec.File != nil && cc.rec.File.PrivateKey != nil {
+	if cc.privateKey != nil && cc.rec != nil && cc.rec.File != nil && cc.rec.File.PrivateKey != nil {
 		pk := *cc.rec.File.PrivateKey
 		rec.File.PrivateKey = &pk
 	}
@@ -228,10 +228,12 @@ func (r *Runner) fetchVerified(ctx context.Context, rec *receipt.Receipt, dests 
 		}
 		rd := receipt.Destination{Name: d.Config.Name, Type: d.Backend.Type(), Location: c.Location, VersionID: c.VersionID,
 			Retention: checked.Retention, Checksum: checked.Checksum, ReadBack: checked.ReadBack, Status: checked.Status, Error: checked.Error}
-		if checked.pvkSide != nil && checked.pvk != nil {
-			side := *checked.pvkSide
-			side.ReadBack = true
-			rd.PrivateKey = &side
+		if checked.privateKey != nil && checked.rec != nil {
+			if side := privateKeySidecar(checked.rec, d, c); side != nil {
+				s := *side
+				s.ReadBack = true
+				rd.PrivateKey = &s
+			}
 		}
 		rec.Destinations = append(rec.Destinations, rd)
 		if checked.Status == receipt.DestVerified {
