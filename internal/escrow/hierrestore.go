@@ -101,7 +101,7 @@ func fetchPrivateKey(ctx context.Context, d Destination, c Copy, rec *receipt.Re
 	case !strings.EqualFold(side.SHA256, pk.SHA256) || side.Bytes != pk.Bytes:
 		return nil, verifyError(t, fmt.Sprintf("the receipt of %s records the private key file as %d bytes SHA-256 %s, and at this destination as %d bytes SHA-256 %s: the receipt is inconsistent", c.Location, pk.Bytes, pk.SHA256, side.Bytes, side.SHA256))
 	}
-	return fetchSidecar(ctx, d, c, privateKeyKey(c.Key), side, "private key file (.pvk)", "the certificate cannot be restored with its private key", pk.Bytes)
+	return fetchSidecar(ctx, d, c, privateKeyKey(c.Key), side, "private key", "the certificate cannot be restored with its private key", pk.Bytes)
 }
 
 // privateKeySidecar is the .pvk a receipt records for a certificate copy

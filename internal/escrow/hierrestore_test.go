@@ -45,9 +45,9 @@ func putItem(t *testing.T, r *Runner, host, instance string, at time.Time, c ite
 	it := c.it
 	rec := &receipt.Receipt{Tool: "keyescrow", Version: "test", RunID: runID, Host: host, Instance: instance,
 		Kind: it.Kind, Item: &it, StartedAt: at, Password: &receipt.Password{Mode: receipt.PasswordStatic},
-		File: &receipt.File{Name: name, Bytes: int64(len(c.data)), SHA256: hexSum(c.data)}}
+		File: &receipt.File{Name: name, Bytes: int64(len(c.data)), SHA256: dataSum(c.data)}}
 	if c.pvk != nil {
-		rec.File.PrivateKey = &receipt.File{Name: privateKeyKey(name), Bytes: int64(len(c.pvk)), SHA256: hexSum(c.pvk)}
+		rec.File.PrivateKey = &receipt.File{Name: privateKeyKey(name), Bytes: int64(len(c.pvk)), SHA256: dataSum(c.pvk)}
 	}
 	put := func(b storage.Backend, key string, data []byte) storage.Object {
 		t.Helper()
@@ -73,7 +73,7 @@ func putItem(t *testing.T, r *Runner, host, instance string, at time.Time, c ite
 			if c.pvkVersion != "" {
 				v = c.pvkVersion
 			}
-			rd.PrivateKey = &receipt.Sidecar{Location: d.Backend.Location(privateKeyKey(key)), VersionID: v, SHA256: hexSum(c.pvk), Bytes: int64(len(c.pvk))}
+			rd.PrivateKey = &receipt.Sidecar{Location: d.Backend.Location(privateKeyKey(key)), VersionID: v, SHA256: dataSum(c.pvk), Bytes: int64(len(c.pvk))}
 		}
 		rec.Destinations = append(rec.Destinations, rd)
 	}
@@ -92,9 +92,9 @@ func putItem(t *testing.T, r *Runner, host, instance string, at time.Time, c ite
 	return name
 }
 
-func hexSum(b []byte) string { return sum(string(b)) }
+func dataSum(b []byte) string { return sum(string(b)) }
 
-func tdeCert(format string) receipt.Item {
+func tdeCertItem(format string) receipt.Item {
 	return receipt.Item{Kind: receipt.KindCertificate, Database: "master", Name: "TDECert", Thumbprint: "0A1B2C3D4E5F60718293A4B5C6D7E8F901234567",
 		PrivateKey: "MK", Format: format, TDE: []string{"Sales"}}
 }
@@ -136,11 +136,11 @@ func TestRestoreTakesOnlyTheKindAskedForAndTheServiceMasterKeyByDefault(t *testi
 	// Item copies newer than the service master key's, under the same
 	// host and instance: restore without --kind must not take them.
 	a.now = testNow.Add(time.Hour)
-	certName := putItem(t, a.runner, "SQLA", "MSSQLSERVER", a.now, itemCopy{it: tdeCert("pvk"), data: []byte("cer-1"), pvk: []byte("pvk-1")})
+	certName := putItem(t, a.runner, "SQLA", "MSSQLSERVER", a.now, itemCopy{it: tdeCertItem("pvk"), data: []byte("cer-1"), pvk: []byte("pvk-1")})
 	a.now = testNow.Add(2 * time.Hour)
 	putItem(t, a.runner, "SQLA", "MSSQLSERVER", a.now, itemCopy{it: hrMasterKey(), data: []byte("dmk-1")})
 	// A host with item copies only: it has no service master key copy.
-	putItem(t, a.runner, "SQLB", "MSSQLSERVER", a.now, itemCopy{it: tdeCert("pfx"), data: []byte("pfx-b")})
+	putItem(t, a.runner, "SQLB", "MSSQLSERVER", a.now, itemCopy{it: tdeCertItem("pfx"), data: []byte("pfx-b")})
 	a.now = testNow.Add(3 * time.Hour)
 
 	rec, out, _, err := restoreOut(t, a.runner, RestoreOptions{Filter: Filter{Host: "SQLA"}}, "smk.key")
@@ -153,7 +153,7 @@ func TestRestoreTakesOnlyTheKindAskedForAndTheServiceMasterKeyByDefault(t *testi
 
 	// The certificate's version id without --kind: not a service master
 	// key copy, and the message says what is missing.
-	st, err := a.mem.Stat(testContext(t), itemObjectKey(memPrefix, "SQLA", "MSSQLSERVER", tdeCert("pvk"), certName), "")
+	st, err := a.mem.Stat(testContext(t), itemObjectKey(memPrefix, "SQLA", "MSSQLSERVER", tdeCertItem("pvk"), certName), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func TestRestoreTakesOnlyTheKindAskedForAndTheServiceMasterKeyByDefault(t *testi
 	if err != nil || string(out) != "cer-1" || string(pvk) != "pvk-1" {
 		t.Fatalf("restore of the certificate: %v, wrote %q and %q", err, out, pvk)
 	}
-	if rec.Kind != receipt.KindCertificate || rec.Item == nil || rec.Item.Name != "TDECert" || rec.Item.Thumbprint != tdeCert("pvk").Thumbprint ||
+	if rec.Kind != receipt.KindCertificate || rec.Item == nil || rec.Item.Name != "TDECert" || rec.Item.Thumbprint != tdeCertItem("pvk").Thumbprint ||
 		rec.File.PrivateKey == nil || rec.File.PrivateKey.SHA256 != sum("pvk-1") || !strings.HasSuffix(rec.Restore.PrivateKeyOut, "tde.pvk") {
 		t.Errorf("certificate receipt: kind %s item %+v file %+v restore %+v", rec.Kind, rec.Item, rec.File, rec.Restore)
 	}
@@ -208,7 +208,7 @@ func TestRestoreTakesOnlyTheKindAskedForAndTheServiceMasterKeyByDefault(t *testi
 
 func TestACertificateIsWrittenWithItsPrivateKeyOrNotAtAll(t *testing.T) {
 	a := newArchive(t, 30)
-	putItem(t, a.runner, "SQLA", "MSSQLSERVER", a.now, itemCopy{it: tdeCert("pvk"), data: []byte("cer-1"), pvk: []byte("pvk-1")})
+	putItem(t, a.runner, "SQLA", "MSSQLSERVER", a.now, itemCopy{it: tdeCertItem("pvk"), data: []byte("cer-1"), pvk: []byte("pvk-1")})
 	a.now = testNow.Add(time.Hour)
 	opts := RestoreOptions{Filter: Filter{Host: "SQLA", Kind: receipt.KindCertificate, Database: "master", Name: "TDECert"}}
 
@@ -250,7 +250,7 @@ func TestACertificateIsWrittenWithItsPrivateKeyOrNotAtAll(t *testing.T) {
 
 	// A PFX copy is one file.
 	a.now = testNow.Add(2 * time.Hour)
-	putItem(t, a.runner, "SQLA", "MSSQLSERVER", a.now, itemCopy{it: tdeCert("pfx"), data: []byte("pfx-2")})
+	putItem(t, a.runner, "SQLA", "MSSQLSERVER", a.now, itemCopy{it: tdeCertItem("pfx"), data: []byte("pfx-2")})
 	a.now = testNow.Add(3 * time.Hour)
 	rec, out, pvk, err := restoreOut(t, a.runner, opts, "tde.pfx")
 	if err != nil || string(out) != "pfx-2" || pvk != nil || rec.Restore.PrivateKeyOut != "" || rec.File.PrivateKey != nil {
@@ -263,9 +263,9 @@ func TestADamagedOrMissingPrivateKeyFailsItsCopy(t *testing.T) {
 
 	t.Run("a damaged .pvk: exit 6 at that destination, the other destination's copy is restored", func(t *testing.T) {
 		a := newArchive(t, 30)
-		name := putItem(t, a.runner, "SQLA", "MSSQLSERVER", a.now, itemCopy{it: tdeCert("pvk"), data: []byte("cer-1"), pvk: []byte("pvk-1")})
+		name := putItem(t, a.runner, "SQLA", "MSSQLSERVER", a.now, itemCopy{it: tdeCertItem("pvk"), data: []byte("cer-1"), pvk: []byte("pvk-1")})
 		a.now = testNow.Add(time.Hour)
-		key := itemObjectKey(memPrefix, "SQLA", "MSSQLSERVER", tdeCert("pvk"), name)
+		key := itemObjectKey(memPrefix, "SQLA", "MSSQLSERVER", tdeCertItem("pvk"), name)
 		st, err := a.mem.Stat(testContext(t), privateKeyKey(key), "")
 		if err != nil {
 			t.Fatal(err)
@@ -277,7 +277,7 @@ func TestADamagedOrMissingPrivateKeyFailsItsCopy(t *testing.T) {
 			t.Fatalf("restore: %v, wrote %q and %q, want the folder's copy", err, out, pvk)
 		}
 		bad := dest(t, rec, memName)
-		if bad.Status != receipt.DestFailed || bad.Error == nil || bad.Error.Code != exitcode.Verify || !strings.Contains(bad.Error.Message, "private key file (.pvk)") || !strings.Contains(bad.Error.Message, "damaged") {
+		if bad.Status != receipt.DestFailed || bad.Error == nil || bad.Error.Code != exitcode.Verify || !strings.Contains(bad.Error.Message, "the private key of") || !strings.Contains(bad.Error.Message, "damaged") {
 			t.Errorf("the damaged destination: %+v", bad)
 		}
 		if good := dest(t, rec, fileName); good.Status != receipt.DestVerified || good.PrivateKey == nil || !good.PrivateKey.ReadBack {
@@ -292,7 +292,7 @@ func TestADamagedOrMissingPrivateKeyFailsItsCopy(t *testing.T) {
 
 	t.Run("a .pvk its receipt names but that is not stored: exit 6", func(t *testing.T) {
 		a := newArchive(t, 30)
-		putItem(t, a.runner, "SQLA", "MSSQLSERVER", a.now, itemCopy{it: tdeCert("pvk"), data: []byte("cer-1"), pvk: []byte("pvk-1"), pvkVersion: "no-such-version"})
+		putItem(t, a.runner, "SQLA", "MSSQLSERVER", a.now, itemCopy{it: tdeCertItem("pvk"), data: []byte("cer-1"), pvk: []byte("pvk-1"), pvkVersion: "no-such-version"})
 		a.now = testNow.Add(time.Hour)
 		rec, out, _, err := restoreOut(t, a.runner, opts, "tde.cer")
 		if exitcode.Code(err) != exitcode.Verify || out != nil || !strings.Contains(err.Error(), "is missing") {
@@ -307,7 +307,7 @@ func TestADamagedOrMissingPrivateKeyFailsItsCopy(t *testing.T) {
 
 	t.Run("a .cer whose receipt records no .pvk: exit 6", func(t *testing.T) {
 		a := newArchive(t, 30)
-		putItem(t, a.runner, "SQLA", "MSSQLSERVER", a.now, itemCopy{it: tdeCert("pvk"), data: []byte("cer-1")})
+		putItem(t, a.runner, "SQLA", "MSSQLSERVER", a.now, itemCopy{it: tdeCertItem("pvk"), data: []byte("cer-1")})
 		a.now = testNow.Add(time.Hour)
 		if _, out, _, err := restoreOut(t, a.runner, opts, "tde.cer"); exitcode.Code(err) != exitcode.Verify || out != nil || !strings.Contains(err.Error(), "records no private key file") {
 			t.Errorf("restore: %v, wrote %q: want exit 6", err, out)
@@ -316,9 +316,9 @@ func TestADamagedOrMissingPrivateKeyFailsItsCopy(t *testing.T) {
 
 	t.Run("a newer copy a killed run left without its .pvk and receipt: the older genuine copy is restored", func(t *testing.T) {
 		a := newArchive(t, 30)
-		putItem(t, a.runner, "SQLA", "MSSQLSERVER", a.now, itemCopy{it: tdeCert("pvk"), data: []byte("cer-old"), pvk: []byte("pvk-old")})
+		putItem(t, a.runner, "SQLA", "MSSQLSERVER", a.now, itemCopy{it: tdeCertItem("pvk"), data: []byte("cer-old"), pvk: []byte("pvk-old")})
 		a.now = testNow.Add(time.Hour)
-		putItem(t, a.runner, "SQLA", "MSSQLSERVER", a.now, itemCopy{it: tdeCert("pvk"), data: []byte("cer-new"), noReceipt: true})
+		putItem(t, a.runner, "SQLA", "MSSQLSERVER", a.now, itemCopy{it: tdeCertItem("pvk"), data: []byte("cer-new"), noReceipt: true})
 		a.now = testNow.Add(2 * time.Hour)
 		rec, out, pvk, err := restoreOut(t, a.runner, opts, "tde.cer")
 		if err != nil || string(out) != "cer-old" || string(pvk) != "pvk-old" || skippedReasons(rec.Restore.Skipped) != "unfinished" {

@@ -51,9 +51,9 @@ func fetchSidecar(ctx context.Context, d Destination, c Copy, key string, side *
 	sum := sha256.Sum256(blob)
 	switch {
 	case hex.EncodeToString(sum[:]) != side.SHA256:
-		return nil, verifyError(t, fmt.Sprintf("the %s of %s (%s version %q) has SHA-256 %x, its receipt records %s: it is damaged and %s", what, c.Location, d.Backend.Location(key), side.VersionID, sum, side.SHA256, loss))
+		return nil, verifyError(t, fmt.Sprintf("the %s of %s (%s version %q) has SHA-256 %x, its receipt records %s: it is damaged or was replaced, and %s", what, c.Location, d.Backend.Location(key), side.VersionID, sum, side.SHA256, loss))
 	case side.Bytes > 0 && int64(len(blob)) != side.Bytes:
-		return nil, verifyError(t, fmt.Sprintf("the %s of %s (%s version %q) has %d bytes, its receipt records %d: it is damaged and %s", what, c.Location, d.Backend.Location(key), side.VersionID, len(blob), side.Bytes, loss))
+		return nil, verifyError(t, fmt.Sprintf("the %s of %s (%s version %q) has %d bytes, its receipt records %d: it is damaged or was replaced, and %s", what, c.Location, d.Backend.Location(key), side.VersionID, len(blob), side.Bytes, loss))
 	}
 	return blob, nil
 }
