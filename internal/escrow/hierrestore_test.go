@@ -663,3 +663,39 @@ func TestDrillOfEveryTDECertificate(t *testing.T) {
 		t.Errorf("a second drill: %v, items %+v: want exit 3, TDECert failed", err, rec.Items)
 	}
 }
+
+func TestADrillOfAnItemNeverGoesIntoTheCopysOwnServer(t *testing.T) {
+	e := restoreEnv(t, "16.0.4135.4")
+	e.archiveItem("HR", "", testNow)
+	opts := e.restoreOpts()
+	opts.Filter = Filter{Host: serverName, Kind: receipt.KindDatabaseMasterKey, Database: "HR"}
+	opts.Drill = true
+	opts.KeyPassword = keyPasswords
+
+	// The copy's own server (the stand-in reports itself as SQLHOST01).
+	e.restoreInto(e.srv)
+	before, _ := e.srv.MasterKeyOf("HR")
+	if _, err := e.runner.Restore(testContext(t), opts); exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "the very server") {
+		t.Errorf("a drill into the copy's own server: %v, want exit 2", err)
+	}
+	if after, _ := e.srv.MasterKeyOf("HR"); after.Modified != before.Modified {
+		t.Fatal("a refused drill touched the production key")
+	}
+
+	// A scratch server with database HR: the master key is restored there.
+	scratch := scratchServer(t, "SCRATCH01", "16.0.4135.4", mssqltest.Database{Name: "HR"})
+	e.restoreInto(scratch)
+	rec, err := e.runner.Restore(testContext(t), opts)
+	if err != nil || !rec.Restore.Applied || rec.Restore.Server != "SCRATCH01" || rec.Restore.ThumbprintMatch != nil {
+		t.Fatalf("drill of HR's master key: %v, %+v\n%s", err, rec.Restore, e.logs)
+	}
+	if got, ok := scratch.MasterKeyOf("HR"); !ok || !bytes.Equal(got.Key, before.Key) {
+		t.Error("the scratch server does not hold HR's master key")
+	}
+	// A scratch server without the database: SQL Server's 911, explained.
+	bare := scratchServer(t, "SCRATCH02", "16.0.4135.4")
+	e.restoreInto(bare)
+	if _, err := e.runner.Restore(testContext(t), opts); exitcode.Code(err) != exitcode.SQLServer || !strings.Contains(err.Error(), "911") {
+		t.Errorf("a scratch server without HR: %v, want exit 3 (911)", err)
+	}
+}
