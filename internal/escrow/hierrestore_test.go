@@ -248,6 +248,20 @@ func TestACertificateIsWrittenWithItsPrivateKeyOrNotAtAll(t *testing.T) {
 		t.Error("the .cer was written although its .pvk could not be")
 	}
 
+	// The .pvk cannot be created (its name is one byte too long for the
+	// file system, the certificate's is not): the .cer is removed again.
+	if runtime.GOOS == "linux" {
+		o := opts
+		o.Out = filepath.Join(t.TempDir(), strings.Repeat("c", 252))
+		_, err := a.runner.Restore(testContext(t), o)
+		if exitcode.Code(err) == 0 || !strings.Contains(err.Error(), ".pvk") {
+			t.Errorf("a .pvk that cannot be created: %v, want a failure naming it", err)
+		}
+		if _, serr := os.Stat(o.Out); serr == nil {
+			t.Error("the certificate file was left behind without its private key")
+		}
+	}
+
 	// A PFX copy is one file.
 	a.now = testNow.Add(2 * time.Hour)
 	putItem(t, a.runner, "SQLA", "MSSQLSERVER", a.now, itemCopy{it: tdeCertItem("pfx"), data: []byte("pfx-2")})
