@@ -64,8 +64,18 @@ mkdir -m 700 "$work/keys" "$work/usb"
 rand() { head -c 24 /dev/urandom | base64 | tr -d '/+=' | head -c 20; }
 login_pw="Lg-$(rand)9a"
 export MSSQL_STANDIN_PASSWORD="$login_pw"
+# The demo server's hierarchy: master's database master key and the
+# certificate that protects the TDE database Sales. Its passwords live in
+# this owner-only file, never on a command line.
+(umask 077; cat >"$work/hierarchy.json" <<JSON
+{"databases": [
+  {"name": "master", "master_key": {"password": "Mk-$(rand)7a"}, "certificates": [{"name": "TDECert", "subject": "CN=TDE certificate"}]},
+  {"name": "Sales", "tde_certificate": "TDECert"}
+]}
+JSON
+)
 "$bin/mssql-standin" --listen 127.0.0.1:0 --user keyescrow --server-name DEMOHOST --instance DEMO \
-  --port-file "$work/port" >"$work/standin.log" 2>&1 &
+  --hierarchy "$work/hierarchy.json" --port-file "$work/port" >"$work/standin.log" 2>&1 &
 standin_pid=$!
 for _ in $(seq 1 100); do [ -s "$work/port" ] && break; sleep 0.05; done
 [ -s "$work/port" ] || { echo "the stand-in did not start:"; cat "$work/standin.log"; exit 1; }
@@ -112,7 +122,7 @@ echo "== exit code: $rc"
 
 field() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$work/receipt.json" "$1"; }
 want=$(field 'r["file"]["sha256"]')
-copy=$(find "$work/usb" -name '*.key' -type f | head -1)
+copy=$(find "$work/usb" -path '*/service-master-key/*' -name '*.key' -type f | head -1)
 got=$(sha256sum "$copy" | cut -d' ' -f1)
 echo "== receipt file.sha256:            $want"
 echo "== sha256sum of the folder copy:   $got"
@@ -120,6 +130,13 @@ echo "== sha256sum of the folder copy:   $got"
 echo "== the S3 copy: $(field '" ".join(str(d[k]) for d in r["destinations"] if d["type"] == "s3" for k in ("location", "version_id")) + " " + " until ".join(str(v) for d in r["destinations"] if d["type"] == "s3" for v in d["retention"].values())')"
 field 'all(d["status"] == "verified" and d["read_back"] and d["checksum"]["match"] for d in r["destinations"])' | grep -qx True || { echo "not every destination verified"; exit 6; }
 field '[d for d in r["destinations"] if d["type"] == "s3"][0]["retention"]["mode"]' | grep -qx COMPLIANCE || { echo "the S3 copy is not under COMPLIANCE retention"; exit 6; }
+# The hierarchy: master's database master key and the TDE certificate are
+# archived and proven at both destinations too, each with its own receipt.
+echo "== the hierarchy:"
+field '"\n".join("   %s %s/%s: %s (%s) %s" % (i["kind"], i["database"], i["name"], i["action"], i["reason"], " ".join(d["name"] + "=" + d["status"] for d in i.get("destinations", []))) for i in r["items"])'
+field 'sorted((i["kind"], i["database"], i["name"]) for i in r["items"] if i["action"] == "archived" and len(i["destinations"]) == 2 and all(d["status"] == "verified" and d["read_back"] for d in i["destinations"]))' \
+  | grep -qxF "[('certificate', 'master', 'TDECert'), ('database-master-key', 'master', '##MS_DatabaseMasterKey##')]" \
+  || { echo "the TDE certificate and master's database master key are not both archived and verified"; exit 6; }
 echo "== metrics ($work/keyescrow.prom):"
 grep -E '^keyescrow_(last_run_success|destination_up)' "$work/keyescrow.prom"
 

@@ -5,10 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sync"
+
+	"github.com/keyescrow/keyescrow/internal/config"
 
 	"github.com/keyescrow/keyescrow/internal/exitcode"
 	"github.com/keyescrow/keyescrow/internal/metrics"
 	"github.com/keyescrow/keyescrow/internal/receipt"
+	"github.com/keyescrow/keyescrow/internal/secret"
 )
 
 func (a *App) runBackup(ctx context.Context, inv *invocation) error {
@@ -34,6 +38,7 @@ func (a *App) runBackup(ctx context.Context, inv *invocation) error {
 	}
 	r.Password = pw
 	r.ConnectSQL = inv.connectSQL(dsn)
+	r.KeyPassword = inv.keyPasswords(cfg)
 	rec, err := r.Backup(ctx)
 	return inv.report(rec, err)
 }
@@ -62,6 +67,33 @@ func (a *App) runArchive(ctx context.Context, inv *invocation) error {
 	r.Hostname = id.Host
 	rec, err := r.Archive(ctx, file, inv.instance)
 	return inv.report(rec, err)
+}
+
+// keyPasswords reads the hierarchy's key passwords (hierarchy.passwords)
+// when an item needs one, each at most once, through the same secret reader
+// as every other secret: its caps, warnings and redaction. A key with no
+// configured password gets an empty value; one that cannot be read fails
+// that item only (exit 2).
+func (inv *invocation) keyPasswords(cfg *config.Config) func(database, certificate string) (secret.Value, error) {
+	var mu sync.Mutex
+	read := map[int]secret.Value{}
+	return func(database, certificate string) (secret.Value, error) {
+		i := cfg.Hierarchy.PasswordFor(database, certificate)
+		if i < 0 {
+			return secret.Value{}, nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if v, ok := read[i]; ok {
+			return v, nil
+		}
+		v, err := inv.readSecret(cfg.Hierarchy.Passwords[i].Source(i))
+		if err != nil {
+			return secret.Value{}, err
+		}
+		read[i] = v
+		return v, nil
+	}
 }
 
 // failEarly reports a failure before the pipeline started: a receipt with

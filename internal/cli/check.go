@@ -51,10 +51,29 @@ type sqlCheck struct {
 	ControlServer  bool   `json:"control_server"`
 	// Remote mode (backup.remote): the login may read the key file back
 	// (ADMINISTER BULK OPERATIONS) and remove it (sysadmin).
-	BulkOperations *bool          `json:"bulk_operations,omitempty"`
-	Sysadmin       *bool          `json:"sysadmin,omitempty"`
-	Detail         string         `json:"detail,omitempty"`
-	Error          *receipt.Error `json:"error,omitempty"`
+	BulkOperations *bool `json:"bulk_operations,omitempty"`
+	Sysadmin       *bool `json:"sysadmin,omitempty"`
+	// Hierarchy: the inventory could be read, and every selected key
+	// that needs a password (hierarchy.passwords) has one (absent when
+	// hierarchy.enabled is false).
+	Hierarchy *hierarchyCheck `json:"hierarchy,omitempty"`
+	Detail    string          `json:"detail,omitempty"`
+	Error     *receipt.Error  `json:"error,omitempty"`
+}
+
+// hierarchyCheck is what check proved of the keys below the service
+// master key.
+type hierarchyCheck struct {
+	Status string `json:"status"` // ok, incomplete (a database's keys cannot be read), failed
+	// Items the configuration selects; Excluded it leaves out.
+	Items    int `json:"items"`
+	Excluded int `json:"excluded"`
+	// Problems are the databases whose keys cannot be read.
+	Problems []receipt.InventoryNote `json:"problems,omitempty"`
+	// MissingPasswords: the keys whose password is needed and not
+	// configured (or not readable), each with the fix.
+	MissingPasswords []string       `json:"missing_passwords,omitempty"`
+	Error            *receipt.Error `json:"error,omitempty"`
 }
 
 type destCheck struct {
@@ -208,8 +227,51 @@ func (inv *invocation) checkSQL(ctx context.Context, cfg *config.Config) (*sqlCh
 			inv.log.Warn("backup.remote: the login is not a member of sysadmin, so keyescrow cannot remove the key file from the server after a run; remove it there, or use a sysadmin login", "server_directory", cfg.Backup.ServerDirectory)
 		}
 	}
+	if cfg.Hierarchy.Enabled {
+		if err := inv.checkHierarchy(ctx, cfg, db, sc); err != nil {
+			return fail(err)
+		}
+	}
 	sc.Status = "ok"
 	return sc, nil
+}
+
+// checkHierarchy reads the inventory as backup will (VIEW SERVER STATE and
+// every database's catalog) and finds the selected keys whose password is
+// needed and not configured: backup would fail them with exit 2.
+func (inv *invocation) checkHierarchy(ctx context.Context, cfg *config.Config, db escrow.SQL, sc *sqlCheck) error {
+	hc := &hierarchyCheck{Status: "failed"}
+	sc.Hierarchy = hc
+	fail := func(err error) error {
+		hc.Error = &receipt.Error{Code: exitcode.Code(err), Message: err.Error()}
+		return err
+	}
+	hs, ok := db.(escrow.HierarchySQL)
+	if !ok {
+		return fail(exitcode.Wrap(exitcode.Internal, errors.New("this SQL Server session cannot read the hierarchy")))
+	}
+	h, err := hs.Inventory(ctx)
+	if err != nil {
+		return fail(fmt.Errorf("the hierarchy's inventory cannot be read, so backup would escrow the service master key only: %w", err))
+	}
+	sel := escrow.SelectItems(h, cfg.Hierarchy)
+	hc.Items, hc.Excluded, hc.Problems = len(sel.Items), len(sel.Excluded), sel.Inventory.Problems
+	var errs []error
+	for _, e := range escrow.KeyPasswordProblems(h, sel.Items, inv.keyPasswords(cfg)) {
+		hc.MissingPasswords = append(hc.MissingPasswords, e.Error())
+		errs = append(errs, e)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fail(exitcode.Wrap(exitcode.Usage, fmt.Errorf("%d selected keys need a password that is not configured: %w", len(errs), err)))
+	}
+	hc.Status = "ok"
+	if !sel.Inventory.Complete {
+		hc.Status = "incomplete"
+		for _, p := range sel.Inventory.Problems {
+			inv.log.Warn("a database's keys cannot be read: backup will not escrow them", "database", p.Database, "problem", p.Message)
+		}
+	}
+	return nil
 }
 
 func (rep *checkReport) text() string {
@@ -230,6 +292,13 @@ func (rep *checkReport) text() string {
 			fmt.Fprintf(&b, " error(%d): %s", s.Error.Code, s.Error.Message)
 		}
 		b.WriteByte('\n')
+		if h := s.Hierarchy; h != nil {
+			fmt.Fprintf(&b, "  hierarchy: %s items=%d excluded=%d", h.Status, h.Items, h.Excluded)
+			for _, p := range h.Problems {
+				fmt.Fprintf(&b, " (%s: %s)", p.Database, p.Message)
+			}
+			b.WriteByte('\n')
+		}
 	}
 	if s := rep.Signing; s != nil {
 		fmt.Fprintf(&b, "  signing: %s", s.Status)

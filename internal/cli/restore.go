@@ -75,8 +75,8 @@ func (a *App) runRestore(ctx context.Context, inv *invocation) error {
 		VersionID: inv.versionID, At: at, Out: out, PasswordOut: passwordOut,
 		Apply: inv.apply, Force: inv.force, ConfirmForce: inv.confirmForce,
 		ServerDirectory: cfg.Backup.ServerDirectory, LocalDirectory: cfg.Backup.LocalDirectory,
-		KeyPassword: inv.keyPasswords(cfg),
 	}
+	r.KeyPassword = inv.keyPasswords(cfg)
 	if inv.apply {
 		if cfg.Backup.Remote {
 			return inv.failEarly(exitcode.Wrap(exitcode.Usage, errors.New("restore --apply needs the key file on the SQL Server's own disk, which backup.remote cannot put there: run restore --out FILE, copy the file to the server, and run RESTORE SERVICE MASTER KEY there (see docs/restore.md), or run keyescrow on the database host")))
@@ -152,8 +152,8 @@ func (a *App) runDrill(ctx context.Context, inv *invocation) error {
 	opts := escrow.RestoreOptions{
 		Destination: inv.destination, Filter: inv.restoreFilter(id, kind),
 		Apply: true, Drill: true, ServerDirectory: serverDir, LocalDirectory: localDir,
-		KeyPassword: inv.keyPasswords(cfg),
 	}
+	r.KeyPassword = inv.keyPasswords(cfg)
 	if everyTDE {
 		rec, err := r.DrillTDE(ctx, opts)
 		return inv.report(rec, err)
@@ -166,23 +166,6 @@ func (a *App) runDrill(ctx context.Context, inv *invocation) error {
 // instance's, of the kind (and the database and certificate) asked for.
 func (inv *invocation) restoreFilter(id hostID, kind string) escrow.Filter {
 	return escrow.Filter{Host: id.Host, Instance: inv.defaultInstance(id), Kind: kind, Database: inv.database, Name: inv.itemName}
-}
-
-// keyPasswords reads hierarchy.passwords for restore --apply and drill of
-// a database master key or certificate: each secret only when it is
-// needed, registered with the scrubber like every other.
-func (inv *invocation) keyPasswords(cfg *config.Config) escrow.KeyPasswordFunc {
-	return func(database, certificate string) (secret.Value, bool, error) {
-		i := cfg.Hierarchy.PasswordFor(database, certificate)
-		if i < 0 {
-			return secret.Value{}, false, nil
-		}
-		v, err := inv.readSecret(cfg.Hierarchy.Passwords[i].Source(i))
-		if err != nil {
-			return secret.Value{}, false, err
-		}
-		return v, true, nil
-	}
 }
 
 // refuseProduction refuses a drill whose scratch DSN points at the

@@ -188,6 +188,9 @@ func (c *Config) secretEnvNames() map[string]bool {
 	for _, d := range c.Destinations {
 		srcs = append(srcs, d.AccountKeySource(), d.SASSource(), d.ClientSecretSource(), d.ClientCertificatePasswordSource())
 	}
+	for i, k := range c.Hierarchy.Passwords {
+		srcs = append(srcs, k.Source(i))
+	}
 	for _, s := range srcs {
 		if s.Env != "" {
 			names[s.Env] = true

@@ -20,11 +20,6 @@ import (
 // (CREATE CERTIFICATE … FROM FILE), from a copy backup archived with its
 // receipt's item.
 
-// KeyPasswordFunc reads the configured password (hierarchy.passwords) of a
-// database master key (certificate "") or of a certificate's private key;
-// ok is false when none is configured.
-type KeyPasswordFunc func(database, certificate string) (pw secret.Value, ok bool, err error)
-
 // SelectKind checks restore's and drill's choice of key: the service
 // master key (the default, kind ""), a database's master key (database
 // needed), or a certificate (database and name needed). It returns the
@@ -209,13 +204,18 @@ func copiedItem(c Copy, cc *CheckedCopy) (receipt.Item, error) {
 	return *cc.rec.Item, nil
 }
 
-// keyPassword reads the configured password of a database master key or a
-// private key; ok is false when none is configured.
-func (opts RestoreOptions) keyPassword(database, certificate string) (secret.Value, bool, error) {
-	if opts.KeyPassword == nil {
+// keyPassword reads the configured password (hierarchy.passwords, through
+// r.KeyPassword) of a database master key (certificate "") or of a
+// certificate's private key; ok is false when none is configured.
+func (r *Runner) keyPassword(database, certificate string) (secret.Value, bool, error) {
+	if r.KeyPassword == nil {
 		return secret.Value{}, false, nil
 	}
-	return opts.KeyPassword(database, certificate)
+	pw, err := r.KeyPassword(database, certificate)
+	if err != nil {
+		return secret.Value{}, false, err
+	}
+	return pw, !pw.Empty(), nil
 }
 
 // applyDatabaseMasterKey runs RESTORE MASTER KEY in the item's database.
@@ -229,7 +229,7 @@ func (r *Runner) applyDatabaseMasterKey(ctx context.Context, rec *receipt.Receip
 	if err != nil {
 		return err
 	}
-	newPW, ok, err := opts.keyPassword(it.Database, "")
+	newPW, ok, err := r.keyPassword(it.Database, "")
 	if err != nil {
 		return err
 	}
@@ -299,7 +299,7 @@ func (r *Runner) applyCertificate(ctx context.Context, rec *receipt.Receipt, c C
 	}
 	var newPW, openPW secret.Value
 	if it.PrivateKey == sqlserver.KeyByPassword {
-		pw, ok, err := opts.keyPassword(it.Database, it.Name)
+		pw, ok, err := r.keyPassword(it.Database, it.Name)
 		if err != nil {
 			return err
 		}
@@ -308,7 +308,7 @@ func (r *Runner) applyCertificate(ctx context.Context, rec *receipt.Receipt, c C
 		}
 		newPW = pw
 	} else if d != nil && d.MasterKey != nil && !d.MasterKey.ServiceMasterKey {
-		if pw, ok, err := opts.keyPassword(it.Database, ""); err != nil {
+		if pw, ok, err := r.keyPassword(it.Database, ""); err != nil {
 			return err
 		} else if ok {
 			openPW = pw

@@ -460,14 +460,14 @@ func scratchServer(t *testing.T, name, version string, dbs ...mssqltest.Database
 }
 
 // keyPasswords answers for HR's master key and Signing's private key.
-func keyPasswords(database, certificate string) (secret.Value, bool, error) {
+func keyPasswords(database, certificate string) (secret.Value, error) {
 	switch {
 	case strings.EqualFold(database, "HR") && certificate == "":
-		return secret.New(hrPassword), true, nil
+		return secret.New(hrPassword), nil
 	case strings.EqualFold(database, "HR") && strings.EqualFold(certificate, "Signing"):
-		return secret.New(signingPassword), true, nil
+		return secret.New(signingPassword), nil
 	}
-	return secret.Value{}, false, nil
+	return secret.Value{}, nil
 }
 
 func TestACertificateDrillProvesTheThumbprintOnTheScratchServer(t *testing.T) {
@@ -565,7 +565,7 @@ func TestADatabaseMasterKeyIsRestoredUnderItsConfiguredPassword(t *testing.T) {
 		t.Errorf("--force without --confirm-force: %v, want exit 2", err)
 	}
 
-	opts.KeyPassword = keyPasswords
+	e.runner.KeyPassword = keyPasswords
 	rec, err := e.runner.Restore(testContext(t), opts)
 	if err != nil {
 		t.Fatalf("restore: %v\n%s", err, e.logs)
@@ -600,7 +600,7 @@ func TestACertificateIsRestoredUnderTheProtectionItHad(t *testing.T) {
 	if _, err := e.runner.Restore(testContext(t), opts); exitcode.Code(err) != exitcode.Usage || !strings.Contains(err.Error(), "certificate: Signing") {
 		t.Errorf("without Signing's password: %v, want exit 2", err)
 	}
-	opts.KeyPassword = keyPasswords
+	e.runner.KeyPassword = keyPasswords
 	rec, err := e.runner.Restore(testContext(t), opts)
 	if err != nil || !rec.Restore.Applied || rec.Restore.ThumbprintMatch == nil || !*rec.Restore.ThumbprintMatch {
 		t.Fatalf("restore of Signing: %v, %+v\n%s", err, rec.Restore, e.logs)
@@ -684,7 +684,7 @@ func TestADrillOfAnItemNeverGoesIntoTheCopysOwnServer(t *testing.T) {
 	opts := e.restoreOpts()
 	opts.Filter = Filter{Host: serverName, Kind: receipt.KindDatabaseMasterKey, Database: "HR"}
 	opts.Drill = true
-	opts.KeyPassword = keyPasswords
+	e.runner.KeyPassword = keyPasswords
 
 	// The copy's own server (the stand-in reports itself as SQLHOST01).
 	e.restoreInto(e.srv)

@@ -27,6 +27,9 @@ type keyFile struct {
 	// sealed is the key file's password sealed to the configured
 	// recipients (backup.seal_to), stored and proven beside every copy.
 	sealed *keyFile
+	// privateKey is a certificate's .pvk, written beside its .cer (PVK
+	// format): stored and proven with it, the copy counts only with both.
+	privateKey *keyFile
 }
 
 // readKeyFile reads a regular, non-empty key file (not following a symlink

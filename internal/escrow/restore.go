@@ -56,12 +56,6 @@ type RestoreOptions struct {
 	// Drill: the server is a scratch server (drill); the copy's own server
 	// is refused.
 	Drill bool
-	// KeyPassword reads hierarchy.passwords for Apply of a database master
-	// key (the password that protects it in the database) or of a
-	// certificate (its database's master key password, or its private
-	// key's own); nil: none is configured.
-	KeyPassword KeyPasswordFunc
-
 	// tdeOnly: restore only a certificate that protects a TDE database
 	// (DrillTDE); another one ends with errNotTDE before anything is
 	// written or applied.

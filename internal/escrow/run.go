@@ -76,6 +76,10 @@ type Runner struct {
 	// Trust are the pinned public keys (trust.public_keys) a copy's receipt
 	// must be signed by to count; empty: receipts are not authenticated.
 	Trust sign.Trust
+	// KeyPassword returns the password configured for a database master
+	// key (certificate "") or a certificate's private key
+	// (hierarchy.passwords), empty when none is; nil: none is configured.
+	KeyPassword func(database, certificate string) (secret.Value, error)
 	// ConnectRestore opens the SQL Server session restore --apply (the
 	// production server) or drill (the scratch server) restores into.
 	ConnectRestore func(ctx context.Context) (RestoreSQL, error)
@@ -99,28 +103,29 @@ func (r *Runner) newReceipt() *receipt.Receipt {
 // destination. The receipt is returned even when err is not nil.
 func (r *Runner) Backup(ctx context.Context) (*receipt.Receipt, error) {
 	rec := r.newReceipt()
-	runErr, destErr := r.backup(ctx, rec)
-	return r.finish(rec, runErr, destErr)
+	runErr, destErr, hierErr := r.backup(ctx, rec)
+	return r.finishBackup(rec, runErr, destErr, hierErr)
 }
 
 // backup returns the run's own failure (SQL Server, lock, key file) apart
 // from the destinations' failures (refused, transfer, verification), so the
-// receipt can show both and the exit code is the largest of them.
-func (r *Runner) backup(ctx context.Context, rec *receipt.Receipt) (runErr, destErr error) {
+// receipt can show both and the exit code is the largest of them; hierErr
+// is the hierarchy's (the inventory, or the items that failed).
+func (r *Runner) backup(ctx context.Context, rec *receipt.Receipt) (runErr, destErr, hierErr error) {
 	targets, refused, release, err := r.start(ctx, rec)
 	if err != nil || release == nil {
-		return err, refused
+		return err, refused, nil
 	}
 	defer release()
 
 	db, err := r.ConnectSQL(ctx)
 	if err != nil {
-		return err, refused
+		return err, refused, nil
 	}
 	defer db.Close()
 	info, err := db.Info(ctx)
 	if err != nil {
-		return err, refused
+		return err, refused, nil
 	}
 	rec.Host, rec.Instance = info.MachineName, info.InstanceName
 	r.Log.InfoContext(ctx, "connected to SQL Server", "server", info.ServerName, "version", info.ProductVersion, "edition", info.Edition)
@@ -135,10 +140,22 @@ func (r *Runner) backup(ctx context.Context, rec *receipt.Receipt) (runErr, dest
 	if r.OnIdentity != nil {
 		r.OnIdentity(ctx, info, rec.Host)
 	}
+	// The inventory is read first, so the service master key's stored
+	// receipt records it: verify then knows, from a signed record, which
+	// items must have a proven copy.
+	hier := r.takeInventory(ctx, rec, db)
 	if r.Config.Backup.Remote {
-		return r.backupRemote(ctx, rec, db, info, targets, refused)
+		runErr, destErr = r.backupRemote(ctx, rec, db, info, targets, refused)
+	} else {
+		runErr, destErr = r.backupLocal(ctx, rec, db, info, targets, refused)
 	}
+	hierErr = r.backupHierarchy(ctx, rec, db, info, hier, targets, refused)
+	return runErr, destErr, hierErr
+}
 
+// backupLocal is the service master key's export, archive and clean-up
+// when SQL Server writes to a folder this host reads.
+func (r *Runner) backupLocal(ctx context.Context, rec *receipt.Receipt, db SQL, info sqlserver.Info, targets []target, refused error) (runErr, destErr error) {
 	b := r.Config.Backup
 	localDir, localKey := b.LocalDirectory, "backup.local_directory"
 	if localDir == "" {
@@ -231,11 +248,17 @@ func (r *Runner) start(ctx context.Context, rec *receipt.Receipt) (targets []tar
 	return targets, refused, release, nil
 }
 
-// archive copies kf to every target concurrently, proves each copy, then
-// stores the receipt beside each proven copy.
+// archive copies kf (with its private key file and sealed password, when
+// it has them) to every target concurrently, proves each copy, then stores
+// the receipt beside each proven copy. rec is the receipt of this copy
+// alone: the run's for the service master key, an item's own for a
+// database master key or a certificate.
 func (r *Runner) archive(ctx context.Context, rec *receipt.Receipt, kf *keyFile, targets []target, key func(prefix string) string) error {
 	rec.File.Bytes = int64(len(kf.data))
 	rec.File.SHA256 = fmt.Sprintf("%x", kf.sha256)
+	if pk := kf.privateKey; pk != nil {
+		rec.File.PrivateKey = &receipt.File{Name: privateKeyKey(rec.File.Name), Bytes: int64(len(pk.data)), SHA256: fmt.Sprintf("%x", pk.sha256)}
+	}
 	results := make([]receipt.Destination, len(targets))
 	errs := make([]error, len(targets))
 	keys := make([]string, len(targets))
@@ -248,6 +271,9 @@ func (r *Runner) archive(ctx context.Context, rec *receipt.Receipt, kf *keyFile,
 		keys[i] = key(r.destConfig(t.name).Prefix)
 		wg.Go(func() {
 			results[i], errs[i] = copyAndProve(ctx, t, keys[i], kf)
+			if errs[i] == nil && kf.privateKey != nil {
+				results[i], errs[i] = provePrivateKey(ctx, t, keys[i], kf.privateKey, results[i])
+			}
 			if errs[i] == nil && kf.sealed != nil {
 				results[i], errs[i] = proveSealed(ctx, t, keys[i], kf.sealed, results[i])
 			}
@@ -358,6 +384,30 @@ func (r *Runner) finish(rec *receipt.Receipt, runErr, destErr error) (*receipt.R
 		rec.Error = &receipt.Error{Code: rec.ExitCode, Message: destErr.Error()}
 	}
 	return rec, err
+}
+
+// finishBackup is finish for a backup run: the service master key's
+// outcome, then the hierarchy's. The exit code is the largest of all;
+// rec.Error explains a failure of the hierarchy alone, and is extended
+// when the service master key failed too.
+func (r *Runner) finishBackup(rec *receipt.Receipt, runErr, destErr, hierErr error) (*receipt.Receipt, error) {
+	rec, err := r.finish(rec, runErr, destErr)
+	if hierErr == nil {
+		return rec, err
+	}
+	if errors.Is(hierErr, context.Canceled) {
+		hierErr = exitcode.Wrap(exitcode.Interrupted, fmt.Errorf("interrupted: %w", hierErr))
+	}
+	all := errors.Join(err, hierErr)
+	rec.Status = receipt.StatusFailed
+	rec.ExitCode = exitcode.Code(all)
+	if rec.Error == nil {
+		rec.Error = &receipt.Error{Code: exitcode.Code(hierErr), Message: hierErr.Error()}
+	} else {
+		rec.Error.Code = max(rec.Error.Code, exitcode.Code(hierErr))
+		rec.Error.Message += "; and " + hierErr.Error()
+	}
+	return rec, all
 }
 
 // destinationsExplain reports whether the failure is fully described by the

@@ -71,6 +71,22 @@ func proveSealed(ctx context.Context, t target, key string, sf *keyFile, d recei
 	return d, nil
 }
 
+// provePrivateKey stores a certificate's .pvk beside its proven .cer at
+// key and proves it the same way (create-only, locked, checksum and bytes
+// read back). The .cer and the .pvk travel together: the copy counts only
+// when both are proven.
+func provePrivateKey(ctx context.Context, t target, key string, pk *keyFile, d receipt.Destination) (receipt.Destination, error) {
+	pd, err := copyAndProve(ctx, t, privateKeyKey(key), pk)
+	d.PrivateKey = &receipt.Sidecar{
+		Location: pd.Location, VersionID: pd.VersionID, SHA256: pd.Checksum.Local,
+		Bytes: int64(len(pk.data)), Retention: pd.Retention, ReadBack: pd.ReadBack,
+	}
+	if err != nil {
+		return fail(d, exitcode.Wrap(exitcode.Code(err), fmt.Errorf("the certificate copy is verified, but its private key file is not: %w", err)))
+	}
+	return d, nil
+}
+
 // openSealed fetches the sealed password stored beside a verified copy,
 // proves it against the copy's receipt and opens it with r.Identities.
 // sealedMode is false when the copy's password is not sealed (a static
