@@ -234,3 +234,52 @@ func TestRestoreApplyOfADatabaseMasterKeyIntoARebuiltServer(t *testing.T) {
 		t.Errorf("the staged key file was left in the key folder: %v", left)
 	}
 }
+
+// TestSealedItemCopiesAreRestoredWithTheIdentity: with backup.seal_to
+// every item's copy has a password of its own; a certificate drill opens
+// it with the identity, and restore --out --password-out writes the .cer,
+// its .pvk and the opened password, the three owner-only.
+func TestSealedItemCopiesAreRestoredWithTheIdentity(t *testing.T) {
+	e := newHierEnv(t, "15.0.4355.3")
+	e.writeConfig(hierPasswords)
+	idPath, rcpt := newIdentity(t, t.TempDir(), "security-team.txt")
+	e.sealTo(rcpt)
+	if r := e.run("backup", "--config", e.cfgPath, "--json"); r.code != 0 {
+		t.Fatalf("backup: exit %d\n%s", r.code, r.stderr)
+	}
+	cert := []string{"--host", "SQLHOST01", "--kind", "certificate", "--database", "HR", "--name", "Payroll"}
+
+	dir := t.TempDir()
+	out, pwOut := filepath.Join(dir, "payroll.cer"), filepath.Join(dir, "payroll-password.txt")
+	r := e.run(append([]string{"restore", "--config", e.cfgPath, "--json", "--out", out, "--password-out", pwOut, "--identity", idPath}, cert...)...)
+	if r.code != 0 {
+		t.Fatalf("restore --password-out: exit %d\n%s", r.code, r.stderr)
+	}
+	rec := parseReceipt(t, r.stdout)
+	pw := ownerOnly(t, pwOut)
+	e.secrets = append(e.secrets, string(pw))
+	if len(pw) < 8 || sha(ownerOnly(t, out)) != rec.File.SHA256 || sha(ownerOnly(t, filepath.Join(dir, "payroll.pvk"))) != rec.File.PrivateKey.SHA256 {
+		t.Fatalf("the written files are not the copy's:\n%s", r.stdout)
+	}
+	e.assertNoSecrets(r)
+
+	// The drill: without the identity the sealed password cannot be
+	// opened; with it, Payroll goes into HR of a scratch server whose
+	// master key only its password opens (hierarchy.passwords has it).
+	scratch := newStandin(t, mssqltest.Config{ServerName: "SCRATCH01", ProductVersion: "15.0.4355.3",
+		Databases: []mssqltest.Database{{Name: "HR", MasterKey: &mssqltest.MasterKey{Password: hrDMKPassword, NoServiceMasterKey: true}}}})
+	e.vars["KEYESCROW_DRILL_DSN"] = scratch.DSN(loginUser, loginPW, nil)
+	if r := e.run(append([]string{"drill", "--config", e.cfgPath}, cert...)...); r.code != 2 || !strings.Contains(r.stderr, "--identity") {
+		t.Errorf("a sealed drill without the identity: exit %d, want 2 naming --identity\n%s", r.code, r.stderr)
+	}
+	r = e.run(append([]string{"drill", "--config", e.cfgPath, "--json", "--identity", idPath}, cert...)...)
+	if r.code != 0 {
+		t.Fatalf("drill: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if rec := parseReceipt(t, r.stdout); rec.Restore.ThumbprintMatch == nil || !*rec.Restore.ThumbprintMatch {
+		t.Errorf("drill receipt: %s", r.stdout)
+	}
+	if c, ok := scratch.CertificateOf("HR", "Payroll"); !ok || c.PrivateKey == nil || c.Protection != mssqltest.ByMasterKey {
+		t.Errorf("the scratch server holds %+v (%v)", c, ok)
+	}
+}
