@@ -76,7 +76,7 @@ func certFormat(name string) sqlserver.CertificateFormat {
 // version its receipt records and proves it against file.private_key (and
 // the destination's private_key entry): a certificate in the pvk format is
 // usable only with it, so a missing, damaged or unrecorded .pvk fails the
-// copy (exit 6). Other copies return nil, nil, nil.
+// copy (exit 6). Other copies return nil, nil.
 func fetchPrivateKey(ctx context.Context, d Destination, c Copy, rec *receipt.Receipt) ([]byte, error) {
 	if c.Kind != receipt.KindCertificate || rec == nil || rec.File == nil {
 		return nil, nil
@@ -150,33 +150,37 @@ func (r *Runner) writeOut(ctx context.Context, rec *receipt.Receipt, cc *Checked
 	return nil
 }
 
-// staged is a file placed in the folder the server reads.
-type staged struct {
-	local, server string
+// stageFile is a file to place in the folder the server reads.
+type stageFile struct {
+	name string
+	data []byte
 }
 
-// stage writes data, create-only and owner-only and shared with the
-// server's account, as name in the folder the server reads; the returned
-// func removes every file staged so far.
-func (r *Runner) stage(ctx context.Context, localDir, serverDir string, files map[string][]byte, order []string) (map[string]staged, func(), error) {
-	out := map[string]staged{}
-	remove := func() {
-		for _, s := range out {
-			if err := os.Remove(s.local); err != nil {
-				r.Log.WarnContext(ctx, "a staged key file could not be removed: remove it by hand", "path", s.local, "err", err.Error())
+// stage writes each file, create-only and owner-only and shared with the
+// server's account, into the folder the server reads (localDir as this
+// host sees it) and returns their paths as the server sees them; remove
+// deletes every file staged (all or none are: a failure removes those
+// written before it).
+func (r *Runner) stage(ctx context.Context, localDir, serverDir string, files ...stageFile) (serverPaths []string, remove func(), err error) {
+	var locals []string
+	remove = func() {
+		for _, p := range locals {
+			if err := os.Remove(p); err != nil {
+				r.Log.WarnContext(ctx, "a staged key file could not be removed: remove it by hand", "path", p, "err", err.Error())
 			}
 		}
 	}
-	for _, name := range order {
-		local := filepath.Join(localDir, name)
-		if err := writeCreateOnly(local, files[name]); err != nil {
+	for _, f := range files {
+		local := filepath.Join(localDir, f.name)
+		if err := writeCreateOnly(local, f.data); err != nil {
 			remove()
 			return nil, func() {}, err
 		}
 		shareWithServer(local, localDir)
-		out[name] = staged{local: local, server: serverJoin(serverDir, name)}
+		locals = append(locals, local)
+		serverPaths = append(serverPaths, serverJoin(serverDir, f.name))
 	}
-	return out, remove, nil
+	return serverPaths, remove, nil
 }
 
 // restoreTarget is the server an item is restored into.
@@ -248,14 +252,13 @@ func (r *Runner) applyDatabaseMasterKey(ctx context.Context, rec *receipt.Receip
 		openPW = newPW
 		r.Log.InfoContext(ctx, "the database's current master key is not protected by the service master key: opening it with its configured password first", "database", it.Database)
 	}
-	name := "restore-" + r.RunID[:8] + "-" + c.Name
-	files, remove, err := r.stage(ctx, localDir, opts.ServerDirectory, map[string][]byte{name: cc.data}, []string{name})
+	paths, remove, err := r.stage(ctx, localDir, opts.ServerDirectory, stageFile{"restore-" + r.RunID[:8] + "-" + c.Name, cc.data})
 	if err != nil {
 		return err
 	}
 	defer remove()
 	r.Log.InfoContext(ctx, "restoring the database master key", "database", it.Database, "server", tg.info.ServerName, "force", opts.Force, "drill", opts.Drill)
-	if err := tg.hdb.RestoreDatabaseMasterKey(ctx, it.Database, files[name].server, filePW, newPW, openPW, opts.Force); err != nil {
+	if err := tg.hdb.RestoreDatabaseMasterKey(ctx, it.Database, paths[0], filePW, newPW, openPW, opts.Force); err != nil {
 		return err
 	}
 	rec.Restore.Applied, rec.Restore.Server = true, tg.info.ServerName
@@ -316,27 +319,25 @@ func (r *Runner) applyCertificate(ctx context.Context, rec *receipt.Receipt, c C
 		}
 	}
 	base := "restore-" + r.RunID[:8] + "-" + c.Name
-	contents := map[string][]byte{base: cc.data}
-	order := []string{base}
+	files := []stageFile{{base, cc.data}}
 	if format == sqlserver.FormatPVK {
 		if cc.privateKey == nil {
 			return exitcode.Wrap(exitcode.Verify, fmt.Errorf("%s: the certificate's private key file was not read", c.Location))
 		}
-		contents[privateKeyKey(base)] = cc.privateKey
-		order = append(order, privateKeyKey(base))
+		files = append(files, stageFile{privateKeyKey(base), cc.privateKey})
 	}
-	files, remove, err := r.stage(ctx, localDir, opts.ServerDirectory, contents, order)
+	paths, remove, err := r.stage(ctx, localDir, opts.ServerDirectory, files...)
 	if err != nil {
 		return err
 	}
 	defer remove()
 	req := sqlserver.CertificateRestore{
 		Database: it.Database, Name: it.Name,
-		Files:    sqlserver.CertificateFiles{Format: format, Certificate: files[base].server},
+		Files:    sqlserver.CertificateFiles{Format: format, Certificate: paths[0]},
 		Password: filePW, NewPassword: newPW, MasterKeyPassword: openPW,
 	}
 	if format == sqlserver.FormatPVK {
-		req.Files.PrivateKey = files[privateKeyKey(base)].server
+		req.Files.PrivateKey = paths[1]
 	}
 	r.Log.InfoContext(ctx, "restoring the certificate", "database", it.Database, "certificate", it.Name, "server", tg.info.ServerName, "drill", opts.Drill)
 	if err := tg.hdb.CreateCertificateFromFile(ctx, req); err != nil {

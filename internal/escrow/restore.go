@@ -408,14 +408,13 @@ func (r *Runner) apply(ctx context.Context, rec *receipt.Receipt, c Copy, cc *Ch
 		}
 		return r.applyCertificate(ctx, rec, c, cc, opts, tg, pw, localDir)
 	}
-	name := "restore-" + r.RunID[:8] + "-" + c.Name
-	files, remove, err := r.stage(ctx, localDir, opts.ServerDirectory, map[string][]byte{name: cc.data}, []string{name})
+	paths, remove, err := r.stage(ctx, localDir, opts.ServerDirectory, stageFile{"restore-" + r.RunID[:8] + "-" + c.Name, cc.data})
 	if err != nil {
 		return err
 	}
 	defer remove()
 	r.Log.InfoContext(ctx, "restoring the service master key", "server", info.ServerName, "force", opts.Force, "drill", opts.Drill)
-	if err := db.RestoreServiceMasterKey(ctx, files[name].server, pw, opts.Force); err != nil {
+	if err := db.RestoreServiceMasterKey(ctx, paths[0], pw, opts.Force); err != nil {
 		return err
 	}
 	rec.Restore.Applied, rec.Restore.Server = true, info.ServerName
