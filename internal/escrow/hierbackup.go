@@ -88,12 +88,17 @@ func (r *Runner) backupHierarchy(ctx context.Context, rec *receipt.Receipt, db S
 		errs  []error
 		notes []string
 	)
-	for _, it := range hier.sel.Items {
-		res, err := x.backup(ctx, it)
+	decisions := r.decideAll(ctx, rec.Host, rec.Instance, hier.sel.Items, targets)
+	for i, it := range hier.sel.Items {
+		res, err := x.backup(ctx, it, decisions[i])
 		items = append(items, res)
 		if err != nil {
 			errs = append(errs, err)
-			notes = append(notes, it.Label()+": "+strings.ReplaceAll(err.Error(), "\n", "; "))
+			msg := strings.ReplaceAll(err.Error(), "\n", "; ")
+			if !strings.HasPrefix(msg, it.Label()) {
+				msg = it.Label() + ": " + msg
+			}
+			notes = append(notes, msg)
 		}
 	}
 	for _, res := range hier.sel.Excluded {
@@ -167,10 +172,10 @@ func (r *Runner) itemDirError(info sqlserver.Info) error {
 	return checkPrivateDir(localDir, localKey)
 }
 
-// backup decides whether the item needs a new copy and, when it does,
-// exports, archives and proves it. err is the item's failure, also
+// backup exports, archives and proves the item when dec says it needs a
+// new copy. err is the item's failure, also
 // recorded in the result.
-func (x *itemRun) backup(ctx context.Context, it receipt.Item) (res receipt.ItemResult, err error) {
+func (x *itemRun) backup(ctx context.Context, it receipt.Item, dec decision) (res receipt.ItemResult, err error) {
 	r := x.r
 	res = receipt.ItemResult{Item: it}
 	defer func() {
@@ -180,7 +185,6 @@ func (x *itemRun) backup(ctx context.Context, it receipt.Item) (res receipt.Item
 			r.Log.ErrorContext(ctx, "hierarchy item failed", "item", it.Label(), "reason", res.Reason, "code", res.Error.Code, "err", err.Error())
 		}
 	}()
-	dec := r.decide(ctx, x.rec.Host, x.rec.Instance, it, x.targets)
 	res.Reason = dec.reason
 	if dec.unchanged {
 		res.Action, res.Newest = receipt.ItemUnchanged, dec.newest

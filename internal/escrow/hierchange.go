@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"path"
 	"sync"
 	"time"
 
@@ -37,6 +38,27 @@ type held struct {
 	// gone says why the service no longer holds the copy as its receipt
 	// records it ("" when it does).
 	gone string
+}
+
+// decideConcurrency bounds the items judged at once: each is a few
+// requests per destination (a listing, a receipt, a Stat).
+const decideConcurrency = 4
+
+// decideAll decides on every item, a few at a time (the exports that
+// follow run one after the other).
+func (r *Runner) decideAll(ctx context.Context, host, instance string, items []receipt.Item, targets []target) []decision {
+	out := make([]decision, len(items))
+	sem := make(chan struct{}, decideConcurrency)
+	var wg sync.WaitGroup
+	for i, it := range items {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			out[i] = r.decide(ctx, host, instance, it, targets)
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 // decide judges an item against its copies at every target destination.
@@ -119,16 +141,25 @@ func (r *Runner) newestHeld(ctx context.Context, t target, host, instance string
 		f.Name = it.Name
 	}
 	var copies []Copy
-	_, err := walkHost(ctx, d, f, 0, func(g *group) error {
+	collect := func(g *group) error {
 		// An empty filter field matches every folder: the default
 		// instance's "_" must match exactly.
 		if nameMatches(instance, g.Instance) {
 			copies = append(copies, g.Copies...)
 		}
 		return nil
-	})
-	if err != nil {
+	}
+	// The item's own folder, as backup names it, is listed first: one
+	// short listing, however large the archive grows. Only when it holds
+	// nothing are the host's folders listed in any case (walkHost).
+	folder := path.Dir(itemObjectKey(d.Config.Prefix, host, instance, it, "x")) + "/"
+	if _, err := walk(ctx, d, folder, f, 0, collect); err != nil {
 		return nil, err
+	}
+	if len(copies) == 0 {
+		if _, err := walkHost(ctx, d, f, 0, collect); err != nil {
+			return nil, err
+		}
 	}
 	sortNewestFirst(copies)
 	// A listing's times have whole seconds at most services: among the
@@ -154,12 +185,11 @@ func (r *Runner) newestHeld(ctx context.Context, t target, host, instance string
 	if best == nil {
 		return nil, nil
 	}
-	h := &held{c: best.c, rec: best.sr.rec}
-	h.gone, err = stillHeld(ctx, t, best.c, best.sr.rec, now)
+	gone, err := stillHeld(ctx, t, best.c, best.sr.rec, now)
 	if err != nil {
 		return nil, err
 	}
-	return h, nil
+	return &held{c: best.c, rec: best.sr.rec, gone: gone}, nil
 }
 
 // stillHeld asks the service, by version id, whether it still holds the

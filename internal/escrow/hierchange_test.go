@@ -130,6 +130,13 @@ func TestChangeDetection(t *testing.T) {
 				}
 			}
 		}
+		// Copies filed under the host's name in another case are found
+		// too (SQL Server reports a machine name in capitals).
+		ctx := testContext(t)
+		targets, _ := e.runner.preflight(ctx, e.runner.newReceipt())
+		if d := e.runner.decide(ctx, strings.ToLower(serverName), "mssqlserver", hr.Item, targets); !d.unchanged {
+			t.Fatalf("the host in lower case: %+v", d)
+		}
 		// The next run archives neither.
 		_, items := hierRun(t, e)
 		if items[labelHR].Action != receipt.ItemUnchanged || items[labelTDE].Action != receipt.ItemUnchanged {

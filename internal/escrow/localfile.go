@@ -118,13 +118,38 @@ func (r *Runner) warnLeftovers(ctx context.Context, dir, current string) {
 	if err != nil {
 		return
 	}
-	var left []string
+	var left, items []string
 	for _, e := range entries {
-		if n := e.Name(); n != current && e.Type().IsRegular() && strings.Contains(n, "-servicemasterkey-") && strings.HasSuffix(n, ".key") {
+		n := e.Name()
+		switch {
+		case n == current || !e.Type().IsRegular():
+		case strings.Contains(n, "-servicemasterkey-") && strings.HasSuffix(n, ".key"):
 			left = append(left, n)
+		case isItemExport(n) && !strings.Contains(n, "-"+r.RunID[:8]+"."):
+			items = append(items, n)
 		}
 	}
 	if len(left) > 0 {
 		r.Log.WarnContext(ctx, "key files kept by earlier failed runs are still in the key folder: archive them with keyescrow archive, then remove them", "folder", dir, "count", len(left), "files", strings.Join(left, ","))
 	}
+	if len(items) > 0 {
+		r.Log.WarnContext(ctx, "database master key and certificate exports kept by earlier failed runs are still in the key folder: remove them once a run has archived those keys (the receipt's items say so)", "folder", dir, "count", len(items), "files", strings.Join(items, ","))
+	}
+}
+
+// isItemExport reports whether a file name is one backup gives a hierarchy
+// item's export: a master key's .key, a certificate's .cer, .pvk or .pfx,
+// each with the time and the run id.
+func isItemExport(name string) bool {
+	m := runIDRE.FindStringSubmatch(name)
+	if m == nil {
+		return false
+	}
+	switch m[2] {
+	case ".cer", ".pvk", ".pfx":
+		return true
+	case ".key":
+		return strings.Contains(name, "-masterkey-")
+	}
+	return false
 }
