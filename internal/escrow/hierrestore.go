@@ -412,12 +412,15 @@ var errNotTDE = errors.New("not a TDE certificate")
 
 // DrillTDE drills every TDE certificate of the host and instance: each
 // certificate archived in master whose newest genuine copy records the
-// TDE databases it protects is restored into the scratch server and its
-// thumbprint proven, as `drill --kind certificate --database master
-// --name …` does for one. The receipt lists each certificate in items
-// (action restored, failed, or excluded for a certificate that protects
-// no TDE database); the exit code is the largest of the failures'. With no
-// TDE certificate archived it is exit 2.
+// TDE databases it protects, and each TDE certificate the inventory of the
+// newest genuine service master key copy lists, is restored into the
+// scratch server and its thumbprint proven, as `drill --kind certificate
+// --database master --name …` does for one. The receipt lists each
+// certificate in items (action restored, failed, or excluded for a
+// certificate that protects no TDE database); the exit code is the largest
+// of the failures' (8 for a TDE certificate the inventory lists and no
+// destination holds a copy of). With no TDE certificate at all it is
+// exit 2.
 func (r *Runner) DrillTDE(ctx context.Context, opts RestoreOptions) (*receipt.Receipt, error) {
 	rec := r.newReceipt()
 	rec.Kind = receipt.KindCertificate
@@ -436,6 +439,18 @@ func (r *Runner) drillTDE(ctx context.Context, rec *receipt.Receipt, opts Restor
 	names, err := r.archivedCertificates(ctx, opts)
 	if err != nil {
 		return err
+	}
+	listed := map[string]receipt.Item{} // TDE certificates the inventory lists
+	if inv := r.newestInventory(ctx, opts); inv != nil {
+		for _, it := range inv.Items {
+			if it.Kind == receipt.KindCertificate && strings.EqualFold(it.Database, "master") && len(it.TDE) > 0 {
+				listed[strings.ToLower(it.Name)] = it
+				if !slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, it.Name) }) {
+					names = append(names, it.Name)
+				}
+			}
+		}
+		slices.Sort(names)
 	}
 	if len(names) == 0 {
 		return exitcode.Wrap(exitcode.Usage, fmt.Errorf("no certificate of database master is archived for %s: nothing to drill (keyescrow list shows what is archived)", scopeNames(opts.Filter)))
@@ -457,7 +472,15 @@ func (r *Runner) drillTDE(ctx context.Context, rec *receipt.Receipt, opts Restor
 			rec.Host, rec.Instance, rec.MachineName = sub.Host, sub.Instance, sub.MachineName
 		}
 		rec.Restore.Skipped = append(rec.Restore.Skipped, sub.Restore.Skipped...)
+		inv, isListed := listed[strings.ToLower(name)]
 		switch err := errors.Join(runErr, destErr); {
+		case isListed && errors.Is(runErr, errNoCopy):
+			res.Item = inv
+			res.Action, res.Reason = receipt.ItemFailed, "the inventory lists it and no destination holds a copy"
+			err = exitcode.Wrap(exitcode.Stale, fmt.Errorf("TDE certificate master/%s protects %s, as the inventory of the newest service master key copy records, and no destination holds a copy of it: the databases it protects cannot be brought back on another server; run keyescrow backup (keyescrow inventory shows what is missing)", inv.Name, strings.Join(inv.TDE, ", ")))
+			res.Error = &receipt.Error{Code: exitcode.Stale, Message: err.Error()}
+			errs = append(errs, err)
+			r.Log.ErrorContext(ctx, "a TDE certificate has no copy to drill", "certificate", inv.Name, "tde_databases", strings.Join(inv.TDE, ","))
 		case errors.Is(runErr, errNotTDE):
 			res.Action, res.Reason = receipt.ItemExcluded, "it protects no TDE database: drill it by name (--database master --name "+res.Name+")"
 			r.Log.InfoContext(ctx, "not drilled: not a TDE certificate", "certificate", res.Name)
@@ -484,6 +507,41 @@ func (r *Runner) drillTDE(ctx context.Context, rec *receipt.Receipt, opts Restor
 		return exitcode.Wrap(exitcode.Usage, fmt.Errorf("none of the %d certificates archived in master for %s protects a TDE database (items says which): nothing to drill; drill one by name with --database master --name", len(names), scopeNames(opts.Filter)))
 	}
 	r.Log.InfoContext(ctx, "every TDE certificate drilled", "certificates", restored, "server", rec.Restore.Server)
+	return nil
+}
+
+// newestInventory is the inventory recorded in the newest genuine copy of
+// the service master key of the filter's host and instance, at the first
+// destination that has one; nil when none does (a backup without the
+// hierarchy, or before it was escrowed).
+func (r *Runner) newestInventory(ctx context.Context, opts RestoreOptions) *receipt.Inventory {
+	dests, err := r.selectDestinations(opts.Destination)
+	if err != nil {
+		return nil
+	}
+	f := opts.Filter
+	f.Kind, f.Database, f.Name = receipt.KindServiceMasterKey, "", ""
+	for _, d := range dests {
+		var cands []Copy
+		if _, err := walkHost(ctx, d, f, junkWindow, func(g *group) error {
+			cands = append(cands, g.Copies...)
+			return nil
+		}); err != nil {
+			r.Log.WarnContext(ctx, "the service master key's copies could not be listed for their inventory", "destination", d.Config.Name, "err", err.Error())
+			continue
+		}
+		sortNewestFirst(cands)
+		for _, c := range cands {
+			if j := r.judge(ctx, d, c); j.skip == nil && j.err == nil && j.sr != nil {
+				if inv := j.sr.rec.Inventory; inv != nil {
+					r.Log.InfoContext(ctx, "the TDE certificates to drill include those of the newest service master key copy's inventory", "destination", d.Config.Name, "location", c.Location, "run_id", j.sr.rec.RunID)
+					return inv
+				}
+				break
+			}
+		}
+	}
+	r.Log.WarnContext(ctx, "no service master key copy records an inventory: only the certificates archived are drilled")
 	return nil
 }
 

@@ -33,6 +33,8 @@ type itemCopy struct {
 	pvkVersion string
 	// noReceipt: the run died before the receipt (an unfinished copy).
 	noReceipt bool
+	// inventory is recorded in a service master key copy's receipt.
+	inventory *receipt.Inventory
 }
 
 // putItem stores c at every destination of r, as host/instance's copy
@@ -46,6 +48,12 @@ func putItem(t *testing.T, r *Runner, host, instance string, at time.Time, c ite
 	rec := &receipt.Receipt{Tool: "keyescrow", Version: "test", RunID: runID, Host: host, Instance: instance,
 		Kind: it.Kind, Item: &it, StartedAt: at, Password: &receipt.Password{Mode: receipt.PasswordStatic},
 		File: &receipt.File{Name: name, Bytes: int64(len(c.data)), SHA256: dataSum(c.data)}}
+	objectKeyOf := func(prefix string) string { return itemObjectKey(prefix, host, instance, c.it, name) }
+	if it.Kind == receipt.KindServiceMasterKey {
+		name = backupFileName(host, at, runID)
+		rec.Item, rec.Inventory, rec.File.Name = nil, c.inventory, name
+		objectKeyOf = func(prefix string) string { return objectKey(prefix, host, instance, it.Kind, name) }
+	}
 	if c.pvk != nil {
 		rec.File.PrivateKey = &receipt.File{Name: privateKeyKey(name), Bytes: int64(len(c.pvk)), SHA256: dataSum(c.pvk)}
 	}
@@ -63,7 +71,7 @@ func putItem(t *testing.T, r *Runner, host, instance string, at time.Time, c ite
 	}
 	keys := map[string]string{}
 	for _, d := range r.Destinations {
-		key := itemObjectKey(d.Config.Prefix, host, instance, c.it, name)
+		key := objectKeyOf(d.Config.Prefix)
 		keys[d.Config.Name] = key
 		o := put(d.Backend, key, c.data)
 		rd := receipt.Destination{Name: d.Config.Name, Type: d.Backend.Type(), Location: d.Backend.Location(key), VersionID: o.VersionID, Status: receipt.DestVerified}
@@ -711,5 +719,33 @@ func TestADrillOfAnItemNeverGoesIntoTheCopysOwnServer(t *testing.T) {
 	e.restoreInto(bare)
 	if _, err := e.runner.Restore(testContext(t), opts); exitcode.Code(err) != exitcode.SQLServer || !strings.Contains(err.Error(), "911") {
 		t.Errorf("a scratch server without HR: %v, want exit 3 (911)", err)
+	}
+}
+
+func TestADrillOfEveryTDECertificateFailsForOneTheInventoryListsWithoutACopy(t *testing.T) {
+	e := restoreEnv(t, "16.0.4135.4")
+	tde := e.archiveItem("master", "TDECert", testNow)
+	gone := receipt.Item{Kind: receipt.KindCertificate, Database: "master", Name: "FinanceTDE", Thumbprint: strings.Repeat("CD", 20), PrivateKey: "MK", TDE: []string{"Finance"}, Format: "pfx"}
+	putItem(t, e.runner, serverName, sqlserver.DefaultInstance, testNow, itemCopy{it: receipt.Item{Kind: receipt.KindServiceMasterKey}, data: []byte("smk"),
+		inventory: &receipt.Inventory{Complete: true, Items: []receipt.Item{tde, gone}}})
+	scratch := scratchServer(t, "SCRATCH01", "16.0.4135.4", mssqltest.Database{Name: "master", MasterKey: &mssqltest.MasterKey{Password: "Scratch-Dmk-Pa55!"}})
+	e.restoreInto(scratch)
+	opts := e.restoreOpts()
+	opts.Filter = Filter{Host: serverName}
+
+	rec, err := e.runner.DrillTDE(testContext(t), opts)
+	if exitcode.Code(err) != exitcode.Stale || !strings.Contains(err.Error(), "FinanceTDE") || !strings.Contains(err.Error(), "Finance") {
+		t.Fatalf("drill: %v, want exit 8 naming FinanceTDE\n%s", err, e.logs)
+	}
+	got := map[string]receipt.ItemResult{}
+	for _, x := range rec.Items {
+		got[x.Name] = x
+	}
+	if got["TDECert"].Action != receipt.ItemRestored || got["FinanceTDE"].Action != receipt.ItemFailed || got["FinanceTDE"].Error == nil ||
+		got["FinanceTDE"].Error.Code != exitcode.Stale || got["FinanceTDE"].Thumbprint != gone.Thumbprint || rec.Restore.Applied {
+		t.Errorf("items %+v, restore %+v", rec.Items, rec.Restore)
+	}
+	if _, ok := scratch.CertificateOf("master", "TDECert"); !ok {
+		t.Error("TDECert was not drilled")
 	}
 }

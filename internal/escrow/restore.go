@@ -248,7 +248,7 @@ func (r *Runner) fetchVerified(ctx context.Context, rec *receipt.Receipt, dests 
 		if opts.VersionID != "" && opts.Filter.Kind == receipt.KindServiceMasterKey {
 			hint = "; the copy of a database master key or certificate needs --kind with --database (and --name)"
 		}
-		return Copy{}, nil, nil, exitcode.Wrap(exitcode.Usage, fmt.Errorf("no copy of %s%s at %s: keyescrow list shows what is archived%s", restoreScope(opts.Filter), choiceText(opts), strings.Join(missing, ", "), hint))
+		return Copy{}, nil, nil, exitcode.Wrap(exitcode.Usage, noCopyError(fmt.Sprintf("no copy of %s%s at %s: keyescrow list shows what is archived%s", restoreScope(opts.Filter), choiceText(opts), strings.Join(missing, ", "), hint)))
 	}
 	return Copy{}, nil, errors.Join(errs...), nil
 }
@@ -291,6 +291,13 @@ func skippedAt(rec *receipt.Receipt, dest string) int {
 }
 
 var errNoCopy = errors.New("no matching copy")
+
+// noCopyError is restore's failure when no destination holds a copy of
+// what was asked for; it is errNoCopy.
+type noCopyError string
+
+func (e noCopyError) Error() string        { return string(e) }
+func (e noCopyError) Is(target error) bool { return target == errNoCopy }
 
 func choiceText(opts RestoreOptions) string {
 	switch {
