@@ -79,7 +79,11 @@ func (a *App) runRestore(ctx context.Context, inv *invocation) error {
 	r.KeyPassword = inv.keyPasswords(cfg)
 	if inv.apply {
 		if cfg.Backup.Remote {
-			return inv.failEarly(exitcode.Wrap(exitcode.Usage, errors.New("restore --apply needs the key file on the SQL Server's own disk, which backup.remote cannot put there: run restore --out FILE, copy the file to the server, and run RESTORE SERVICE MASTER KEY there (see docs/restore.md), or run keyescrow on the database host")))
+			stmt := map[string]string{receipt.KindDatabaseMasterKey: "RESTORE MASTER KEY", receipt.KindCertificate: "CREATE CERTIFICATE … FROM FILE (with the .pvk, when there is one)"}[kind]
+			if stmt == "" {
+				stmt = "RESTORE SERVICE MASTER KEY"
+			}
+			return inv.failEarly(exitcode.Wrap(exitcode.Usage, fmt.Errorf("restore --apply needs the key file on the SQL Server's own disk, which backup.remote cannot put there: run restore --out FILE, copy the file to the server, and run %s there (see docs/restore.md), or run keyescrow on the database host", stmt)))
 		}
 		if cfg.SQLServer == nil {
 			return inv.failEarly(exitcode.Wrap(exitcode.Usage, errors.New("restore --apply needs the sqlserver section (dsn_env or dsn_file) of the server to restore into")))
