@@ -82,9 +82,12 @@ type auditDoc struct {
 		Type   string `json:"type"`
 		Status string `json:"status"`
 		Groups []struct {
-			Host             string     `json:"host"`
-			Instance         string     `json:"instance"`
-			Kind             string     `json:"kind"`
+			Host     string `json:"host"`
+			Instance string `json:"instance"`
+			Kind     string `json:"kind"`
+			// Database and Name: a hierarchy item's group.
+			Database         string     `json:"database"`
+			Name             string     `json:"name"`
 			Copies           int        `json:"copies"`
 			Newest           *time.Time `json:"newest"`
 			NewestAgeSeconds float64    `json:"newest_age_seconds"`
@@ -117,13 +120,26 @@ type auditDoc struct {
 				Authenticated bool   `json:"authenticated"`
 				KeyID         string `json:"key_id"`
 			} `json:"checked"`
-			Skipped  []skipped `json:"skipped"`
-			Warnings []string  `json:"warnings"`
+			Skipped []skipped `json:"skipped"`
+			// MaxAge: an item group's age limit ("none": not judged).
+			MaxAge string `json:"max_age"`
+			// Inventory: where a service master key group's items come from.
+			Inventory *struct {
+				RunID     string    `json:"run_id"`
+				StoredAt  time.Time `json:"stored_at"`
+				Location  string    `json:"location"`
+				VersionID string    `json:"version_id"`
+				Complete  bool      `json:"complete"`
+				Items     int       `json:"items"`
+			} `json:"inventory"`
+			Warnings []string `json:"warnings"`
 			Error    *struct {
 				Code    int    `json:"code"`
 				Message string `json:"message"`
 			} `json:"error"`
 		} `json:"groups"`
+		// Items: the newest inventory's items at this destination.
+		Items []auditItem `json:"items"`
 		Error *struct {
 			Code    int    `json:"code"`
 			Message string `json:"message"`

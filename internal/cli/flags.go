@@ -101,6 +101,9 @@ func (inv *invocation) flagSet(name string) *flag.FlagSet {
 	}
 	switch name {
 	case "list":
+		fs.StringVar(&inv.kind, "kind", "", "only copies of this kind: service-master-key, database-master-key or certificate (default: every kind)")
+		fs.StringVar(&inv.database, "database", "", "only the copies of this database's master key and certificates")
+		fs.StringVar(&inv.itemName, "name", "", "only the copies of the certificate of this name")
 		fs.IntVar(&inv.limit, "limit", 0, "show at most this many of the newest copies per host and instance (0 = all)")
 		fs.BoolVar(&inv.noReceipts, "no-receipts", false, "do not read the receipts (one request per copy): the SHA-256 and retention columns stay empty")
 	case "verify":

@@ -28,6 +28,9 @@ func (a *App) runList(ctx context.Context, inv *invocation) error {
 	if inv.limit < 0 {
 		return out.finish(nil, exitcode.Wrap(exitcode.Usage, fmt.Errorf("--limit %d: use 0 (all) or a positive number", inv.limit)))
 	}
+	if err := escrow.CheckKind(inv.kind); err != nil {
+		return out.finish(nil, err)
+	}
 	_, r, err := inv.setup()
 	if err != nil {
 		return out.finish(nil, err)
@@ -37,7 +40,7 @@ func (a *App) runList(ctx context.Context, inv *invocation) error {
 	out.start()
 	out.authenticated = len(r.Trust) > 0 && !inv.noReceipts
 	listed, err := r.List(ctx, escrow.ListOptions{
-		Destination: inv.destination, Filter: escrow.Filter{Host: inv.host, Instance: inv.instance},
+		Destination: inv.destination, Filter: escrow.Filter{Host: inv.host, Instance: inv.instance, Kind: inv.kind, Database: inv.database, Name: inv.itemName},
 		Limit: inv.limit, NoReceipts: inv.noReceipts,
 	}, out.copy)
 	return out.finish(listed, err)
@@ -82,11 +85,11 @@ func (o *listOutput) copy(c escrow.Copy) error {
 		fmt.Fprintf(o.w, "%s (%s)\n", c.Destination, c.Type)
 		o.dest, o.group = c.Destination, ""
 	}
-	if g := c.Host + "/" + c.Instance + "/" + c.Kind; g != o.group {
+	if g := c.Host + "/" + c.Instance; g != o.group {
 		o.flushTable()
 		o.group = g
 		o.tw = tabwriter.NewWriter(o.w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(o.tw, "  STORED\tHOST\tINSTANCE\tKIND\tVERSION\tBYTES\tSHA256 (RECEIPT)\tRETAINED UNTIL\tLOCKED\tNOTE")
+		fmt.Fprintln(o.tw, "  STORED\tHOST\tINSTANCE\tKIND\tITEM\tVERSION\tBYTES\tSHA256 (RECEIPT)\tRETAINED UNTIL\tLOCKED\tNOTE")
 	}
 	version, sum, until, locked := dash(c.VersionID), dash(c.SHA256), "-", "-"
 	if c.Retention != nil {
@@ -97,7 +100,7 @@ func (o *listOutput) copy(c escrow.Copy) error {
 	if !c.Current {
 		note = strings.TrimPrefix(note+"; not the current version of its key", "; ")
 	}
-	fmt.Fprintf(o.tw, "  %s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", c.Time.Format(time.RFC3339), c.Host, c.Instance, c.Kind, version, c.Bytes, sum, until, locked, note)
+	fmt.Fprintf(o.tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", c.Time.Format(time.RFC3339), c.Host, c.Instance, c.Kind, dash(c.ItemName()), version, c.Bytes, sum, until, locked, note)
 	o.n++
 	return nil
 }
@@ -242,6 +245,8 @@ func auditMetrics(a *escrow.Audit) (*receipt.Receipt, []metrics.Sample) {
 		rec.Status = receipt.StatusFailed
 	}
 	var extra []metrics.Sample
+	missing := map[string]*metrics.Sample{} // item (lower case) → keyescrow_item_missing
+	var missingOrder []string
 	for _, d := range a.Destinations {
 		rd := receipt.Destination{Name: d.Name, Type: d.Type, Status: receipt.DestVerified}
 		code := 0
@@ -267,6 +272,9 @@ func auditMetrics(a *escrow.Audit) (*receipt.Receipt, []metrics.Sample) {
 					failed++
 				}
 			}
+			if g.Kind != receipt.KindServiceMasterKey {
+				continue // the items' series follow
+			}
 			ts, stale := 0.0, 0.0
 			if g.Newest != nil {
 				ts = float64(g.Newest.UnixMilli()) / 1e3
@@ -282,6 +290,7 @@ func auditMetrics(a *escrow.Audit) (*receipt.Receipt, []metrics.Sample) {
 				metrics.Sample{Name: "keyescrow_copy_newest_timestamp_seconds", Labels: labels, Value: ts},
 				metrics.Sample{Name: "keyescrow_copy_stale", Labels: labels, Value: stale})
 		}
+		extra = append(extra, itemMetrics(d, missing, &missingOrder)...)
 		dl := [][2]string{{"destination", d.Name}}
 		extra = append(extra,
 			metrics.Sample{Name: "keyescrow_copies_checked", Labels: dl, Value: float64(checked)},
@@ -297,7 +306,71 @@ func auditMetrics(a *escrow.Audit) (*receipt.Receipt, []metrics.Sample) {
 		}
 		rec.Destinations = append(rec.Destinations, rd)
 	}
+	for _, k := range missingOrder {
+		extra = append(extra, *missing[k])
+	}
 	return rec, extra
+}
+
+// itemMetrics are one destination's series of the hierarchy's items: the
+// newest proven copy of every item group and every item of the inventory
+// (0 without one), whether an inventory item is stale there, and (across
+// destinations, in missing) whether it lacks a proven copy of its current
+// key.
+func itemMetrics(d escrow.AuditedDest, missing map[string]*metrics.Sample, order *[]string) []metrics.Sample {
+	var out []metrics.Sample
+	newest := map[string]int{} // item (lower case) → index in out
+	id := func(host, instance, kind, database, name string) string {
+		return strings.ToLower(strings.Join([]string{host, instance, kind, database, name}, "\x00"))
+	}
+	labels := func(host, instance, kind, database, name string) [][2]string {
+		return [][2]string{{"destination", d.Name}, {"host", host}, {"instance", instance}, {"kind", kind}, {"database", database}, {"name", name}}
+	}
+	for _, it := range d.Items {
+		ts := 0.0
+		if it.Newest != nil {
+			ts = float64(it.Newest.Time.UnixMilli()) / 1e3
+		}
+		k := id(it.Host, it.Instance, it.Kind, it.Database, it.Name)
+		newest[k] = len(out)
+		out = append(out, metrics.Sample{Name: "keyescrow_item_newest_timestamp_seconds", Labels: labels(it.Host, it.Instance, it.Kind, it.Database, it.Name), Value: ts})
+		stale := 0.0
+		if it.Status == escrow.ItemStale {
+			stale = 1
+		}
+		out = append(out, metrics.Sample{Name: "keyescrow_item_stale", Labels: labels(it.Host, it.Instance, it.Kind, it.Database, it.Name), Value: stale})
+		m := missing[k]
+		if m == nil {
+			tde := "false"
+			if len(it.TDE) > 0 {
+				tde = "true"
+			}
+			m = &metrics.Sample{Name: "keyescrow_item_missing", Labels: [][2]string{{"host", it.Host}, {"instance", it.Instance}, {"kind", it.Kind}, {"database", it.Database}, {"name", it.Name}, {"tde", tde}}}
+			missing[k] = m
+			*order = append(*order, k)
+		}
+		if it.Status == escrow.ItemMissing || it.Status == escrow.ItemOutdated {
+			m.Value = 1
+		}
+	}
+	for _, g := range d.Groups {
+		if g.Kind == receipt.KindServiceMasterKey {
+			continue
+		}
+		ts := 0.0
+		if g.Newest != nil {
+			ts = float64(g.Newest.UnixMilli()) / 1e3
+		}
+		k := id(g.Host, g.Instance, g.Kind, g.Database, g.Name)
+		if i, ok := newest[k]; ok {
+			// An item of the inventory: its newest copy of any key.
+			out[i].Value = max(out[i].Value, ts)
+			continue
+		}
+		newest[k] = len(out)
+		out = append(out, metrics.Sample{Name: "keyescrow_item_newest_timestamp_seconds", Labels: labels(g.Host, g.Instance, g.Kind, g.Database, g.Name), Value: ts})
+	}
+	return out
 }
 
 // auditText renders an audit for people.
@@ -307,11 +380,24 @@ func auditText(a *escrow.Audit) string {
 	for _, d := range a.Destinations {
 		fmt.Fprintf(&b, "  %s (%s): %s\n", d.Name, d.Type, d.Status)
 		for _, g := range d.Groups {
-			fmt.Fprintf(&b, "    %s/%s %s: %s, %s", g.Host, g.Instance, g.Kind, g.Status, copies(g.Copies))
+			what := g.Kind
+			switch g.Kind {
+			case receipt.KindDatabaseMasterKey:
+				what += " " + g.Database
+			case receipt.KindCertificate:
+				what += " " + g.Database + "/" + g.Name
+			}
+			fmt.Fprintf(&b, "    %s/%s %s: %s, %s", g.Host, g.Instance, what, g.Status, copies(g.Copies))
 			if g.Newest != nil {
 				fmt.Fprintf(&b, ", newest proven %s (%s old)", g.Newest.Format(time.RFC3339), (time.Duration(g.NewestAgeSeconds) * time.Second).String())
 			} else {
 				b.WriteString(", no proven copy")
+			}
+			if g.MaxAge != "" {
+				fmt.Fprintf(&b, ", age limit %s", g.MaxAge)
+			}
+			if inv := g.Inventory; inv != nil {
+				fmt.Fprintf(&b, ", inventory of run %s: %d items", inv.RunID, inv.Items)
 			}
 			b.WriteByte('\n')
 			for _, c := range g.Checked {
@@ -338,6 +424,22 @@ func auditText(a *escrow.Audit) string {
 			if g.Error != nil && g.Error.Code == exitcode.Stale {
 				fmt.Fprintf(&b, "      stale(8): %s\n", g.Error.Message)
 			}
+		}
+		for _, it := range d.Items {
+			fmt.Fprintf(&b, "    item %s/%s %s", it.Host, it.Instance, it.Label())
+			if len(it.TDE) > 0 {
+				fmt.Fprintf(&b, " (protects TDE %s)", strings.Join(it.TDE, ", "))
+			}
+			fmt.Fprintf(&b, ": %s", it.Status)
+			if it.Newest != nil {
+				fmt.Fprintf(&b, ", newest proven %s (%s old) run=%s", it.Newest.Time.Format(time.RFC3339), (time.Duration(it.NewestAgeSeconds) * time.Second).String(), it.Newest.RunID)
+			} else {
+				b.WriteString(", no proven copy")
+			}
+			if it.Error != nil && it.Status != escrow.ItemFailed {
+				fmt.Fprintf(&b, "\n      %s(%d): %s", it.Status, it.Error.Code, it.Error.Message)
+			}
+			b.WriteByte('\n')
 		}
 		if d.Error != nil {
 			fmt.Fprintf(&b, "    error(%d): %s\n", d.Error.Code, d.Error.Message)

@@ -31,7 +31,8 @@ func (c *Config) validate() *problems {
 }
 
 // ValidateFor is Validate plus what command needs: "backup" needs a
-// sqlserver section and backup.server_directory. The other commands
+// sqlserver section and backup.server_directory, "inventory" a sqlserver
+// section. The other commands
 // (archive, check, list, verify, restore, drill) need only Validate.
 func (c *Config) ValidateFor(command string) error {
 	p := c.validate()
@@ -44,6 +45,11 @@ func (c *Config) ValidateFor(command string) error {
 		if c.Backup.ServerDirectory == "" {
 			p.missing("backup.server_directory", "is required for backup",
 				"set it to the folder SQL Server writes the key file to, as the server sees it")
+		}
+	case "inventory":
+		if c.SQLServer == nil {
+			p.missing("sqlserver", "inventory reads the hierarchy from SQL Server",
+				"add a sqlserver section (dsn_env or dsn_file), or set "+DefaultDSNEnv)
 		}
 	case "drill":
 		if dir, _ := c.DrillDirectories(); dir == "" {

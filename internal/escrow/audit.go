@@ -61,7 +61,11 @@ type AuditedDest struct {
 	Type   string         `json:"type"`
 	Status string         `json:"status"` // ok, stale, failed
 	Groups []AuditedGroup `json:"groups"`
-	Error  *receipt.Error `json:"error,omitempty"`
+	// Items are the hierarchy items the newest inventory lists (the one
+	// recorded in the service master key's newest genuine receipt), each
+	// with its newest proven copy here. Extension.
+	Items []AuditedItem  `json:"items,omitempty"`
+	Error *receipt.Error `json:"error,omitempty"`
 }
 
 // AuditedGroup is one host/instance (and kind) at a destination.
@@ -69,6 +73,12 @@ type AuditedGroup struct {
 	Host     string `json:"host"`
 	Instance string `json:"instance"`
 	Kind     string `json:"kind"`
+	// Database and Name name a hierarchy item's group (its database; a
+	// certificate's name, receipt.MasterKeyName for a database master
+	// key), decoded from its folders; empty for the service master key.
+	// Extension.
+	Database string `json:"database,omitempty"`
+	Name     string `json:"name,omitempty"`
 	Copies   int    `json:"copies"` // every copy listed
 	// Newest is when the newest proven copy was stored (nil: none).
 	Newest *time.Time `json:"newest"`
@@ -80,9 +90,21 @@ type AuditedGroup struct {
 	// Skipped are the copies not counted (no receipt, not genuine, not
 	// authenticated) and the receipt versions and delete markers found;
 	// those with evidence true fail the audit (exit 6).
-	Skipped  []receipt.Skipped `json:"skipped,omitempty"`
-	Warnings []string          `json:"warnings,omitempty"`
-	Error    *receipt.Error    `json:"error,omitempty"`
+	Skipped []receipt.Skipped `json:"skipped,omitempty"`
+	// MaxAge is the age limit the group was judged by when it is not
+	// max_age: hierarchy.refresh + max_age for an item of the inventory;
+	// "none" for an item no inventory lists (its copies are still proven,
+	// their age is not judged). Extension.
+	MaxAge string `json:"max_age,omitempty"`
+	// Inventory is where the items checked come from: the newest genuine
+	// receipt of this service master key group. Extension.
+	Inventory *InventorySource `json:"inventory,omitempty"`
+	Warnings  []string         `json:"warnings,omitempty"`
+	Error     *receipt.Error   `json:"error,omitempty"`
+
+	// lapsed: an item group's newest proven copy is no longer locked (the
+	// message); judgeItems decides whether that fails.
+	lapsed string
 }
 
 // CheckedCopy is one copy read back and re-hashed.
@@ -226,13 +248,18 @@ func (r *Runner) verifyDestination(ctx context.Context, d Destination, opts Veri
 	now := r.Clock()
 	maxAge := time.Duration(r.Config.MaxAge)
 	var errs []error
-	judge := func(g AuditedGroup, err error) {
+	// judge records a group: its own failures, and unless limit is 0 its
+	// age against limit (limitText names the limit in the message).
+	judge := func(g AuditedGroup, err error, limit time.Duration, limitText string) {
 		if g.Newest != nil {
 			g.NewestAgeSeconds = now.Sub(*g.Newest).Seconds()
 		}
-		if g.Newest == nil || now.Sub(*g.Newest) > maxAge {
+		if limit > 0 && (g.Newest == nil || now.Sub(*g.Newest) > limit) {
 			g.Stale = true
-			msg := fmt.Sprintf("%s: host %s instance %s: no proven copy younger than max_age %s", d.Config.Name, g.Host, g.Instance, r.Config.MaxAge)
+			msg := fmt.Sprintf("%s: host %s instance %s: no proven copy younger than %s", d.Config.Name, g.Host, g.Instance, limitText)
+			if g.Kind != receipt.KindServiceMasterKey {
+				msg = fmt.Sprintf("%s: host %s instance %s: %s has no proven copy younger than %s", d.Config.Name, g.Host, g.Instance, groupLabel(g), limitText)
+			}
 			if g.Newest != nil {
 				msg += fmt.Sprintf(" (the newest is from %s, %s old)", g.Newest.Format(time.RFC3339), now.Sub(*g.Newest).Round(time.Minute))
 			}
@@ -249,33 +276,71 @@ func (r *Runner) verifyDestination(ctx context.Context, d Destination, opts Veri
 		}
 		out.Groups = append(out.Groups, g)
 	}
+	smkLimit := "max_age " + r.Config.MaxAge.String()
 
 	var werr error
 	if opts.AllHosts {
 		_, werr = walk(ctx, d, d.Config.Prefix, opts.Filter, 1, func(g *group) error {
-			ag := AuditedGroup{Host: g.Host, Instance: g.Instance, Kind: g.Kind, Copies: g.Total, Checked: []CheckedCopy{}}
+			ag := newAuditedGroup(g)
 			if !g.NewestReceipt.IsZero() {
 				t := g.NewestReceipt.UTC()
 				ag.Newest = &t
 			}
-			judge(ag, nil)
+			if ag.Kind != receipt.KindServiceMasterKey {
+				// Fleet mode reads no receipt, so it knows no inventory:
+				// an item's age is reported, not judged.
+				ag.MaxAge = "none"
+				judge(ag, nil, 0, "")
+				return nil
+			}
+			judge(ag, nil, maxAge, smkLimit)
 			return nil
 		})
 	} else {
 		// Copies that are not genuine are passed over, so a few more than
 		// asked are kept: junk versions cannot hide the genuine ones.
+		// Every group is audited first; the items are judged once the
+		// service master key's inventory is known (its folder sorts after
+		// the items').
+		var audited []auditedPending
 		_, werr = walkHost(ctx, d, opts.Filter, opts.Copies+junkWindow, func(g *group) error {
 			ag, err := r.auditGroup(ctx, d, g, opts.Copies, now)
-			judge(ag, err)
+			audited = append(audited, auditedPending{ag, err})
 			return nil
 		})
+		smk := map[string]bool{} // instances (folders) with a service master key group
+		for _, p := range audited {
+			if p.ag.Kind == receipt.KindServiceMasterKey {
+				smk[p.ag.Host+"/"+p.ag.Instance] = true
+			}
+		}
+		var items []auditedPending
+		for _, p := range audited {
+			if p.ag.Kind != receipt.KindServiceMasterKey {
+				items = append(items, p)
+				continue
+			}
+			judge(p.ag, p.err, maxAge, smkLimit)
+		}
+		if werr == nil {
+			// An instance with item copies but no service master key copy
+			// still fails: the service master key is the root.
+			for _, p := range items {
+				if k := p.ag.Host + "/" + p.ag.Instance; !smk[k] {
+					smk[k] = true
+					judge(AuditedGroup{Host: p.ag.Host, Instance: p.ag.Instance, Kind: receipt.KindServiceMasterKey, Checked: []CheckedCopy{}}, nil, maxAge, smkLimit)
+				}
+			}
+		}
 		if werr == nil && len(out.Groups) == 0 {
 			inst := opts.Filter.Instance
 			if inst == "" {
 				inst = "*"
 			}
-			judge(AuditedGroup{Host: opts.Filter.Host, Instance: inst, Kind: receipt.KindServiceMasterKey, Checked: []CheckedCopy{}}, nil)
+			judge(AuditedGroup{Host: opts.Filter.Host, Instance: inst, Kind: receipt.KindServiceMasterKey, Checked: []CheckedCopy{}}, nil, maxAge, smkLimit)
 		}
+		itemErr := r.judgeItems(ctx, d, &out, items, now, judge)
+		errs = append(errs, itemErr)
 	}
 	if werr != nil {
 		werr = listError(d, werr)
@@ -294,11 +359,31 @@ func (r *Runner) verifyDestination(ctx context.Context, d Destination, opts Veri
 	for _, g := range out.Groups {
 		r.logGroup(ctx, d, g)
 	}
+	for _, it := range out.Items {
+		r.logItem(ctx, d, it)
+	}
 	return out, err
 }
 
+// newAuditedGroup is the audit of a listed group before it is judged.
+func newAuditedGroup(g *group) AuditedGroup {
+	ag := AuditedGroup{Host: g.Host, Instance: g.Instance, Kind: g.Kind, Copies: g.Total, Checked: []CheckedCopy{}}
+	if kindDepth(g.Kind) > 0 {
+		ag.Database = folderName(g.Database)
+		ag.Name = receipt.MasterKeyName
+		if g.Kind == receipt.KindCertificate {
+			ag.Name = folderName(g.Item)
+		}
+	}
+	return ag
+}
+
 func (r *Runner) logGroup(ctx context.Context, d Destination, g AuditedGroup) {
-	args := []any{"destination", d.Config.Name, "host", g.Host, "instance", g.Instance, "copies", g.Copies, "checked", len(g.Checked)}
+	args := []any{"destination", d.Config.Name, "host", g.Host, "instance", g.Instance}
+	if g.Kind != receipt.KindServiceMasterKey {
+		args = append(args, "kind", g.Kind, "database", g.Database, "name", g.Name)
+	}
+	args = append(args, "copies", g.Copies, "checked", len(g.Checked))
 	if g.Newest != nil {
 		args = append(args, "newest", g.Newest.Format(time.RFC3339), "age", time.Duration(g.NewestAgeSeconds*float64(time.Second)).Round(time.Second).String())
 	}
@@ -319,7 +404,7 @@ func (r *Runner) logGroup(ctx context.Context, d Destination, g AuditedGroup) {
 // unsigned copy is older than the newest authenticated one, as evidence of
 // tampering (exit 6) otherwise.
 func (r *Runner) auditGroup(ctx context.Context, d Destination, g *group, copies int, now time.Time) (AuditedGroup, error) {
-	ag := AuditedGroup{Host: g.Host, Instance: g.Instance, Kind: g.Kind, Copies: g.Total, Checked: []CheckedCopy{}}
+	ag := newAuditedGroup(g)
 	// Judge newest first, a batch at a time, until enough genuine copies
 	// are found: each judgement reads a receipt.
 	js := make([]judged, len(g.Copies))
@@ -389,13 +474,19 @@ func (r *Runner) auditGroup(ctx context.Context, d Destination, g *group, copies
 		if cc.Retention != nil {
 			msg += fmt.Sprintf(": its retention ended %s", cc.Retention.Until.Format(time.RFC3339))
 		}
-		if i == 0 {
+		switch {
+		case i == 0 && kindDepth(g.Kind) > 0:
+			// An item's newest copy must be locked while an inventory
+			// lists it; once it is dropped its copies age out. Decided
+			// when the inventory is known (judgeItems).
+			ag.lapsed = msg
+		case i == 0:
 			// The newest copy must be locked: otherwise no copy of the key
 			// is protected from deletion.
 			errs = append(errs, exitcode.Wrap(exitcode.Verify, fmt.Errorf("%s: %s", d.Config.Name, msg)))
 			ag.Checked[i].Status = receipt.DestFailed
 			ag.Checked[i].Error = &receipt.Error{Code: exitcode.Verify, Message: msg}
-		} else {
+		default:
 			ag.Warnings = append(ag.Warnings, msg)
 		}
 	}
@@ -526,6 +617,11 @@ func auditExplains(a *Audit) bool {
 		for _, g := range d.Groups {
 			if g.Error != nil && g.Error.Code > worst {
 				worst = g.Error.Code
+			}
+		}
+		for _, it := range d.Items {
+			if it.Error != nil && it.Error.Code > worst {
+				worst = it.Error.Code
 			}
 		}
 	}

@@ -79,6 +79,28 @@ func (r *Runner) List(ctx context.Context, opts ListOptions, emit func(Copy) err
 	return out, errors.Join(errs...)
 }
 
+// ItemName names the hierarchy item a copy holds as people write it: its
+// database for a database master key ("HR"), database/name for a
+// certificate ("master/TDECert"); "" for the service master key.
+func (c Copy) ItemName() string {
+	switch {
+	case c.Database == "":
+		return ""
+	case c.Item == "":
+		return folderName(c.Database)
+	}
+	return folderName(c.Database) + "/" + folderName(c.Item)
+}
+
+// CheckKind refuses a kind this version does not know (for --kind).
+func CheckKind(kind string) error {
+	switch kind {
+	case "", receipt.KindServiceMasterKey, receipt.KindDatabaseMasterKey, receipt.KindCertificate:
+		return nil
+	}
+	return exitcode.Wrap(exitcode.Usage, fmt.Errorf("--kind %q: use %s, %s or %s", kind, receipt.KindServiceMasterKey, receipt.KindDatabaseMasterKey, receipt.KindCertificate))
+}
+
 type errEmit struct{ err error }
 
 func (e errEmit) Error() string { return e.err.Error() }

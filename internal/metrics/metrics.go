@@ -48,10 +48,22 @@ var families = []family{
 	{name: newest, help: "When the newest copy at this destination that a run proved was written (Unix time): set by backup and archive, and by verify of this host.", owner: "destination", keep: true},
 	{name: "keyescrow_copy_newest_timestamp_seconds", help: "verify: when the newest proven copy of the host/instance at the destination was stored (Unix time; 0 when there is none).", owner: "family"},
 	{name: "keyescrow_copy_stale", help: "verify: 1 when the host/instance has no proven copy younger than max_age at the destination.", owner: "family"},
+	{name: "keyescrow_item_newest_timestamp_seconds", help: "verify: when the newest proven copy of the hierarchy item (a database master key or certificate; name is ##MS_DatabaseMasterKey## for a master key) at the destination was stored (Unix time; 0 when there is none).", owner: "family"},
+	{name: "keyescrow_item_stale", help: "verify: 1 when the newest proven copy of the item's current key at the destination is older than hierarchy.refresh + max_age, else 0 (items of the newest inventory only).", owner: "family"},
+	{name: "keyescrow_item_missing", help: "verify: 1 when an item of the newest inventory has no proven copy of its current key at some destination (none at all, or only of an earlier key), else 0; tde is true for a certificate that protects a TDE database.", owner: "family"},
 	{name: "keyescrow_copies_checked", help: "verify: copies read back and re-hashed at the destination by the last verify run.", owner: "family"},
 	{name: "keyescrow_copies_failed", help: "verify: copies at the destination that did not verify in the last verify run.", owner: "family"},
 	{name: "keyescrow_copies_forged", help: "verify: copies and receipt versions at the destination that are evidence of tampering (a forged or unpinned signature, a receipt naming another copy, a second receipt version, an unsigned copy newer than the newest authenticated one) in the last verify run.", owner: "family"},
 	{name: "keyescrow_copies_skipped", help: "verify: copies at the destination not counted without being evidence of tampering (no receipt: a run that died after the write or is running; unsigned copies older than the newest authenticated one; delete markers) in the last verify run.", owner: "family"},
+}
+
+// Names lists every metric keyescrow writes, in the file's order.
+func Names() []string {
+	out := make([]string, len(families))
+	for i, f := range families {
+		out[i] = f.name
+	}
+	return out
 }
 
 // Sample is one extra series value a command records (verify's per-host
