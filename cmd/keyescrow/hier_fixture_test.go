@@ -111,51 +111,11 @@ type hierInventory struct {
 // run did with it.
 type hierItemResult struct {
 	hierItem
-	Action string `json:"action"`
-	Reason string `json:"reason"`
-	File   *struct {
-		Name       string `json:"name"`
-		Bytes      int64  `json:"bytes"`
-		SHA256     string `json:"sha256"`
-		PrivateKey *struct {
-			Name   string `json:"name"`
-			Bytes  int64  `json:"bytes"`
-			SHA256 string `json:"sha256"`
-		} `json:"private_key"`
-	} `json:"file"`
-	Destinations []struct {
-		Name      string `json:"name"`
-		Type      string `json:"type"`
-		Location  string `json:"location"`
-		VersionID string `json:"version_id"`
-		Region    string `json:"region"`
-		Retention *struct {
-			Mode  string    `json:"mode"`
-			Until time.Time `json:"until"`
-		} `json:"retention"`
-		Checksum struct {
-			Algorithm string `json:"algorithm"`
-			Local     string `json:"local"`
-			Remote    string `json:"remote"`
-			Match     bool   `json:"match"`
-		} `json:"checksum"`
-		ReadBack bool   `json:"read_back"`
-		Status   string `json:"status"`
-		Error    *struct {
-			Code    int    `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-		Checks []struct {
-			Name   string `json:"name"`
-			State  string `json:"state"`
-			Value  string `json:"value"`
-			Result string `json:"result"`
-			Detail string `json:"detail"`
-		} `json:"checks"`
-		SealedPassword *sidecar `json:"sealed_password"`
-		PrivateKey     *sidecar `json:"private_key"`
-	} `json:"destinations"`
-	Newest *struct {
+	Action       string    `json:"action"`
+	Reason       string    `json:"reason"`
+	File         *fileDoc  `json:"file"`
+	Destinations []destDoc `json:"destinations"`
+	Newest       *struct {
 		RunID        string    `json:"run_id"`
 		StoredAt     time.Time `json:"stored_at"`
 		Destinations []struct {

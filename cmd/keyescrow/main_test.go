@@ -201,65 +201,15 @@ type receipt struct {
 	Host     string `json:"host"`
 	Instance string `json:"instance"`
 	// MachineName: SQL Server's MachineName when the host key differs.
-	MachineName string    `json:"machine_name"`
-	Kind        string    `json:"kind"`
-	StartedAt   time.Time `json:"started_at"`
-	FinishedAt  time.Time `json:"finished_at"`
-	ExitCode    int       `json:"exit_code"`
-	File        *struct {
-		Name       string `json:"name"`
-		Bytes      int64  `json:"bytes"`
-		SHA256     string `json:"sha256"`
-		PrivateKey *struct {
-			Name   string `json:"name"`
-			Bytes  int64  `json:"bytes"`
-			SHA256 string `json:"sha256"`
-		} `json:"private_key"`
-	} `json:"file"`
-	Waived       []string `json:"waived"`
-	Destinations []struct {
-		Name      string `json:"name"`
-		Type      string `json:"type"`
-		Location  string `json:"location"`
-		VersionID string `json:"version_id"`
-		Region    string `json:"region"`
-		Retention *struct {
-			Mode  string    `json:"mode"`
-			Until time.Time `json:"until"`
-		} `json:"retention"`
-		Checksum struct {
-			Algorithm string `json:"algorithm"`
-			Local     string `json:"local"`
-			Remote    string `json:"remote"`
-			Match     bool   `json:"match"`
-		} `json:"checksum"`
-		ReadBack bool   `json:"read_back"`
-		Status   string `json:"status"`
-		Error    *struct {
-			Code    int    `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-		Checks []struct {
-			Name   string `json:"name"`
-			State  string `json:"state"`
-			Value  string `json:"value"`
-			Result string `json:"result"`
-			Detail string `json:"detail"`
-		} `json:"checks"`
-		SealedPassword *struct {
-			Location  string `json:"location"`
-			VersionID string `json:"version_id"`
-			SHA256    string `json:"sha256"`
-			Bytes     int64  `json:"bytes"`
-			Retention *struct {
-				Mode  string    `json:"mode"`
-				Until time.Time `json:"until"`
-			} `json:"retention"`
-			ReadBack bool `json:"read_back"`
-		} `json:"sealed_password"`
-		PrivateKey *sidecar `json:"private_key"`
-	} `json:"destinations"`
-	Password *struct {
+	MachineName  string    `json:"machine_name"`
+	Kind         string    `json:"kind"`
+	StartedAt    time.Time `json:"started_at"`
+	FinishedAt   time.Time `json:"finished_at"`
+	ExitCode     int       `json:"exit_code"`
+	File         *fileDoc  `json:"file"`
+	Waived       []string  `json:"waived"`
+	Destinations []destDoc `json:"destinations"`
+	Password     *struct {
 		Mode       string   `json:"mode"`
 		Recipients []string `json:"recipients"`
 	} `json:"password"`
@@ -284,6 +234,11 @@ type receipt struct {
 		Authenticated bool      `json:"receipt_authenticated"`
 		KeyID         string    `json:"key_id"`
 		Skipped       []skipped `json:"skipped"`
+		// PrivateKeyOut, Thumbprint and ThumbprintMatch: a certificate's
+		// restore (hier_restore_test.go).
+		PrivateKeyOut   string `json:"private_key_out"`
+		Thumbprint      string `json:"thumbprint"`
+		ThumbprintMatch *bool  `json:"thumbprint_match"`
 	} `json:"restore"`
 	Error *struct {
 		Code    int    `json:"code"`
@@ -293,6 +248,48 @@ type receipt struct {
 	Item      *hierItem        `json:"item"`
 	Inventory *hierInventory   `json:"inventory"`
 	Items     []hierItemResult `json:"items"`
+}
+
+// fileDoc is a receipt's file: a key file, or a .cer's .pvk (private_key).
+type fileDoc struct {
+	Name       string   `json:"name"`
+	Bytes      int64    `json:"bytes"`
+	SHA256     string   `json:"sha256"`
+	PrivateKey *fileDoc `json:"private_key"`
+}
+
+// destDoc is one destination of a receipt (or of a hierarchy item).
+type destDoc struct {
+	Name      string `json:"name"`
+	Type      string `json:"type"`
+	Location  string `json:"location"`
+	VersionID string `json:"version_id"`
+	Region    string `json:"region"`
+	Retention *struct {
+		Mode  string    `json:"mode"`
+		Until time.Time `json:"until"`
+	} `json:"retention"`
+	Checksum struct {
+		Algorithm string `json:"algorithm"`
+		Local     string `json:"local"`
+		Remote    string `json:"remote"`
+		Match     bool   `json:"match"`
+	} `json:"checksum"`
+	ReadBack bool   `json:"read_back"`
+	Status   string `json:"status"`
+	Error    *struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+	Checks []struct {
+		Name   string `json:"name"`
+		State  string `json:"state"`
+		Value  string `json:"value"`
+		Result string `json:"result"`
+		Detail string `json:"detail"`
+	} `json:"checks"`
+	SealedPassword *sidecar `json:"sealed_password"`
+	PrivateKey     *sidecar `json:"private_key"`
 }
 
 // parseReceipt checks that stdout is exactly one JSON document with only the

@@ -149,4 +149,15 @@ echo "== keyescrow restore --host DEMOHOST --destination offsite-s3 --out $work/
 restored=$(sha256sum "$work/restored.key" | cut -d' ' -f1)
 echo "== sha256sum of the restored copy: $restored"
 [ "$restored" = "$want" ] || { echo "the restored copy differs"; exit 6; }
-echo "== both copies verified and locked where the destination can lock, audited, and restored ($(( $(date +%s) - start_time )) s)"
+# The TDE certificate comes back the same way, and the inventory shows
+# every key of the server with its proven copies.
+echo "== keyescrow restore --kind certificate --database master --name TDECert --destination offsite-s3 --out $work/TDECert.pfx"
+"$bin/keyescrow" restore --config "$work/keyescrow.yaml" --host DEMOHOST --destination offsite-s3 \
+  --kind certificate --database master --name TDECert --out "$work/TDECert.pfx" 2>/dev/null || { rc=$?; echo "restore of TDECert failed with exit $rc"; exit "$rc"; }
+tde_want=$(field '[i["file"]["sha256"] for i in r["items"] if i["name"] == "TDECert"][0]')
+tde_got=$(sha256sum "$work/TDECert.pfx" | cut -d' ' -f1)
+echo "== TDECert: receipt $tde_want, restored $tde_got"
+[ "$tde_want" = "$tde_got" ] || { echo "the restored TDE certificate differs"; exit 6; }
+echo "== keyescrow inventory"
+"$bin/keyescrow" inventory --config "$work/keyescrow.yaml" 2>/dev/null || { rc=$?; echo "inventory failed with exit $rc"; exit "$rc"; }
+echo "== both copies of every key verified and locked where the destination can lock, audited, and restored ($(( $(date +%s) - start_time )) s)"

@@ -62,8 +62,8 @@ func (a *App) commands() []command {
 		{name: "inventory", summary: "the server's keys and what protects what, each with its newest proven copy (exit 8: a required key has none of its current key)", usage: "keyescrow inventory [--json]", run: a.runInventory},
 		{name: "list", summary: "list the archived copies at each destination, newest first", usage: "keyescrow list [--destination NAME] [--host NAME] [--instance NAME] [--kind KIND] [--database NAME] [--name CERTIFICATE] [--limit N] [--json]", run: a.runList},
 		{name: "verify", summary: "audit the archive: newest copy younger than max_age, newest copies re-hashed, locks in force", usage: "keyescrow verify [--destination NAME] [--host NAME | --all-hosts] [--instance NAME] [--copies N]", run: a.runVerify},
-		{name: "restore", summary: "fetch a copy, verify it, write it owner-only; with --apply restore it into SQL Server", usage: "keyescrow restore [--host NAME] [--instance NAME] [--destination NAME] [--version-id ID | --at TIME] [--out FILE] [--apply [--force --confirm-force SERVERNAME]]", run: a.runRestore},
-		{name: "drill", summary: "restore drill: the newest copy into the scratch SQL Server of the drill section", usage: "keyescrow drill [--host NAME] [--instance NAME] [--destination NAME]", run: a.runDrill},
+		{name: "restore", summary: "fetch a copy, verify it, write it owner-only; with --apply restore it into SQL Server", usage: "keyescrow restore [--host NAME] [--instance NAME] [--kind KIND [--database NAME] [--name CERT]] [--destination NAME] [--version-id ID | --at TIME] [--out FILE] [--apply [--force --confirm-force SERVERNAME]]", run: a.runRestore},
+		{name: "drill", summary: "restore drill: the newest copy into the scratch SQL Server of the drill section (--kind certificate alone: every TDE certificate)", usage: "keyescrow drill [--host NAME] [--instance NAME] [--kind KIND [--database NAME] [--name CERT]] [--destination NAME]", run: a.runDrill},
 	}
 }
 

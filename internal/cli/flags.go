@@ -95,6 +95,9 @@ func (inv *invocation) flagSet(name string) *flag.FlagSet {
 		fs.StringVar(&inv.out, "out", "", "the new identity file (create-only, owner-only)")
 	case "restore", "drill":
 		fs.StringVar(&inv.identity, "identity", "", "age identity file that opens sealed passwords (default: $KEYESCROW_IDENTITY_FILE)")
+		fs.StringVar(&inv.kind, "kind", "", "the key: service-master-key (default), database-master-key (with --database) or certificate (with --database and --name)")
+		fs.StringVar(&inv.database, "database", "", "the database of a database master key or certificate (a TDE certificate is in master)")
+		fs.StringVar(&inv.itemName, "name", "", "the certificate's name (--kind certificate)")
 	}
 	switch name {
 	case "list":
@@ -109,9 +112,9 @@ func (inv *invocation) flagSet(name string) *flag.FlagSet {
 	case "restore":
 		fs.StringVar(&inv.versionID, "version-id", "", "restore this version (keyescrow list shows the ids)")
 		fs.StringVar(&inv.at, "at", "", "restore the newest copy stored at or before this time (RFC 3339, e.g. 2026-11-01T00:00:00Z, or a date 2026-11-01 meaning its end)")
-		fs.StringVar(&inv.out, "out", "", "write the verified copy to this new file (create-only, owner-only)")
+		fs.StringVar(&inv.out, "out", "", "write the verified copy to this new file (create-only, owner-only); a certificate's .pvk goes beside it, with .pvk for its .cer extension")
 		fs.StringVar(&inv.passwordOut, "password-out", "", "with a sealed password: also write the opened password to this new file (create-only, owner-only), for a RESTORE run by hand")
-		fs.BoolVar(&inv.apply, "apply", false, "run RESTORE SERVICE MASTER KEY with the verified copy on the configured SQL Server")
+		fs.BoolVar(&inv.apply, "apply", false, "restore the verified copy into the configured SQL Server (RESTORE SERVICE MASTER KEY, RESTORE MASTER KEY, or CREATE CERTIFICATE … FROM FILE)")
 		fs.BoolVar(&inv.force, "force", false, "with --apply: RESTORE … FORCE (loses the secrets the restored key cannot decrypt; needs --confirm-force)")
 		fs.StringVar(&inv.confirmForce, "confirm-force", "", "with --apply --force: the SQL Server's name (@@SERVERNAME), typed to confirm the data loss")
 	}

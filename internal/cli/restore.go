@@ -10,6 +10,7 @@ import (
 	"github.com/keyescrow/keyescrow/internal/config"
 	"github.com/keyescrow/keyescrow/internal/escrow"
 	"github.com/keyescrow/keyescrow/internal/exitcode"
+	"github.com/keyescrow/keyescrow/internal/receipt"
 	"github.com/keyescrow/keyescrow/internal/secret"
 	"github.com/keyescrow/keyescrow/internal/sqlserver"
 )
@@ -35,6 +36,10 @@ func parseAt(s string) (*time.Time, error) {
 func (a *App) runRestore(ctx context.Context, inv *invocation) error {
 	if len(inv.args) > 0 {
 		return inv.failEarly(exitcode.Wrap(exitcode.Usage, fmt.Errorf("restore takes no arguments (got %q): choose the copy with --version-id or --at", inv.args[0])))
+	}
+	kind, err := escrow.SelectKind(inv.kind, inv.database, inv.itemName)
+	if err != nil {
+		return inv.failEarly(err)
 	}
 	at, err := parseAt(inv.at)
 	if err != nil {
@@ -66,14 +71,19 @@ func (a *App) runRestore(ctx context.Context, inv *invocation) error {
 	ctx, cancel := inv.withRun(ctx)
 	defer cancel()
 	opts := escrow.RestoreOptions{
-		Destination: inv.destination, Filter: escrow.Filter{Host: id.Host, Instance: inv.defaultInstance(id)},
+		Destination: inv.destination, Filter: inv.restoreFilter(id, kind),
 		VersionID: inv.versionID, At: at, Out: out, PasswordOut: passwordOut,
 		Apply: inv.apply, Force: inv.force, ConfirmForce: inv.confirmForce,
 		ServerDirectory: cfg.Backup.ServerDirectory, LocalDirectory: cfg.Backup.LocalDirectory,
 	}
+	r.KeyPassword = inv.keyPasswords(cfg)
 	if inv.apply {
 		if cfg.Backup.Remote {
-			return inv.failEarly(exitcode.Wrap(exitcode.Usage, errors.New("restore --apply needs the key file on the SQL Server's own disk, which backup.remote cannot put there: run restore --out FILE, copy the file to the server, and run RESTORE SERVICE MASTER KEY there (see docs/restore.md), or run keyescrow on the database host")))
+			stmt := map[string]string{receipt.KindDatabaseMasterKey: "RESTORE MASTER KEY", receipt.KindCertificate: "CREATE CERTIFICATE … FROM FILE (with the .pvk, when there is one)"}[kind]
+			if stmt == "" {
+				stmt = "RESTORE SERVICE MASTER KEY"
+			}
+			return inv.failEarly(exitcode.Wrap(exitcode.Usage, fmt.Errorf("restore --apply needs the key file on the SQL Server's own disk, which backup.remote cannot put there: run restore --out FILE, copy the file to the server, and run %s there (see docs/restore.md), or run keyescrow on the database host", stmt)))
 		}
 		if cfg.SQLServer == nil {
 			return inv.failEarly(exitcode.Wrap(exitcode.Usage, errors.New("restore --apply needs the sqlserver section (dsn_env or dsn_file) of the server to restore into")))
@@ -106,6 +116,15 @@ func (a *App) runDrill(ctx context.Context, inv *invocation) error {
 	if len(inv.args) > 0 {
 		return inv.failEarly(exitcode.Wrap(exitcode.Usage, fmt.Errorf("drill takes no arguments (got %q)", inv.args[0])))
 	}
+	// --kind certificate alone drills every TDE certificate.
+	everyTDE := inv.kind == receipt.KindCertificate && inv.database == "" && inv.itemName == ""
+	kind := inv.kind
+	if !everyTDE {
+		var err error
+		if kind, err = escrow.SelectKind(inv.kind, inv.database, inv.itemName); err != nil {
+			return inv.failEarly(err)
+		}
+	}
 	cfg, r, err := inv.setup()
 	if err != nil {
 		return inv.failEarly(err)
@@ -134,11 +153,23 @@ func (a *App) runDrill(ctx context.Context, inv *invocation) error {
 	serverDir, localDir := cfg.DrillDirectories()
 	r.Password = pw
 	r.ConnectRestore = inv.connectRestore(scratch)
-	rec, err := r.Restore(ctx, escrow.RestoreOptions{
-		Destination: inv.destination, Filter: escrow.Filter{Host: id.Host, Instance: inv.defaultInstance(id)},
+	opts := escrow.RestoreOptions{
+		Destination: inv.destination, Filter: inv.restoreFilter(id, kind),
 		Apply: true, Drill: true, ServerDirectory: serverDir, LocalDirectory: localDir,
-	})
+	}
+	r.KeyPassword = inv.keyPasswords(cfg)
+	if everyTDE {
+		rec, err := r.DrillTDE(ctx, opts)
+		return inv.report(rec, err)
+	}
+	rec, err := r.Restore(ctx, opts)
 	return inv.report(rec, err)
+}
+
+// restoreFilter chooses the copies restore and drill take: the host's and
+// instance's, of the kind (and the database and certificate) asked for.
+func (inv *invocation) restoreFilter(id hostID, kind string) escrow.Filter {
+	return escrow.Filter{Host: id.Host, Instance: inv.defaultInstance(id), Kind: kind, Database: inv.database, Name: inv.itemName}
 }
 
 // refuseProduction refuses a drill whose scratch DSN points at the

@@ -2,8 +2,6 @@ package escrow
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,7 +10,6 @@ import (
 
 	"github.com/keyescrow/keyescrow/internal/exitcode"
 	"github.com/keyescrow/keyescrow/internal/receipt"
-	"github.com/keyescrow/keyescrow/internal/storage"
 )
 
 // This file is verify's view of the hierarchy below the service master
@@ -297,51 +294,4 @@ func (r *Runner) logItem(ctx context.Context, d Destination, it AuditedItem) {
 		return
 	}
 	r.Log.InfoContext(ctx, "item audit ok", args...)
-}
-
-// privateKeyEntry is the .pvk a receipt records for a certificate copy at
-// its destination (by location, else by the destination's name).
-func privateKeyEntry(rec *receipt.Receipt, c Copy) *receipt.Sidecar {
-	e := receiptEntry(rec, c)
-	if e == nil {
-		return nil
-	}
-	return e.PrivateKey
-}
-
-// fetchPrivateKey reads the .pvk stored beside a certificate's .cer and
-// proves it is the one its receipt records (version, size and SHA-256, in
-// the destination's entry and in file.private_key): without it the
-// certificate cannot be restored with its private key, so a missing or
-// damaged one fails the copy (exit 6). Copies without a .pvk (a master key,
-// a .pfx) return nil, nil.
-func fetchPrivateKey(ctx context.Context, d Destination, c Copy, rec *receipt.Receipt) ([]byte, error) {
-	needs := rec != nil && rec.Kind == receipt.KindCertificate && strings.HasSuffix(c.Name, ".cer")
-	if rec == nil || (!needs && rec.File.PrivateKey == nil) {
-		return nil, nil
-	}
-	t := target{name: d.Config.Name, backend: d.Backend}
-	key := privateKeyKey(c.Key)
-	loc := d.Backend.Location(key)
-	file := rec.File.PrivateKey
-	side := privateKeyEntry(rec, c)
-	switch {
-	case file == nil:
-		return nil, verifyError(t, fmt.Sprintf("the receipt of %s records no private key file (file.private_key): the certificate cannot be restored with its private key", c.Location))
-	case side == nil:
-		return nil, verifyError(t, fmt.Sprintf("the receipt of %s names no private key file (.pvk) at this destination: the certificate cannot be restored with its private key", c.Location))
-	case side.SHA256 != file.SHA256 || side.Bytes != file.Bytes:
-		return nil, verifyError(t, fmt.Sprintf("the receipt of %s records two different private key files (%s, %d bytes; at this destination %s, %d bytes)", c.Location, file.SHA256, file.Bytes, side.SHA256, side.Bytes))
-	}
-	data, err := download(ctx, d.Backend, key, side.VersionID, file.Bytes)
-	if err != nil {
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil, verifyErrorf(t, "the private key of %s (%s version %q) is missing: the certificate cannot be restored with its private key: %w", c.Location, loc, side.VersionID, err)
-		}
-		return nil, transferError("read the private key", t, key, err)
-	}
-	if sum := sha256.Sum256(data); int64(len(data)) != file.Bytes || hex.EncodeToString(sum[:]) != file.SHA256 {
-		return nil, verifyError(t, fmt.Sprintf("the private key of %s (%s version %q) has %d bytes, SHA-256 %x; its receipt records %d bytes, SHA-256 %s: it is damaged or was replaced", c.Location, loc, side.VersionID, len(data), sum, file.Bytes, file.SHA256))
-	}
-	return data, nil
 }

@@ -17,7 +17,8 @@ import (
 )
 
 // RestoreSQL is what restore --apply and drill need of SQL Server
-// (implemented by *sqlserver.Client).
+// (implemented by *sqlserver.Client, which is a HierarchyRestoreSQL too:
+// a database master key or a certificate needs both).
 type RestoreSQL interface {
 	Info(ctx context.Context) (sqlserver.Info, error)
 	RestoreServiceMasterKey(ctx context.Context, serverPath string, password secret.Value, force bool) error
@@ -29,7 +30,9 @@ type RestoreOptions struct {
 	// Destination: fetch from this one only; "" = the first destination, in
 	// configuration order, whose copy verifies.
 	Destination string
-	// Filter: the host (required) and instance ("" when the host has one).
+	// Filter: the host (required) and instance ("" when the host has one),
+	// and the key: Kind "" is the service master key; a database master
+	// key needs Database, a certificate Database and Name (SelectKind).
 	Filter Filter
 	// VersionID picks one version; At the newest copy stored at or before
 	// it; neither: the newest copy.
@@ -53,6 +56,10 @@ type RestoreOptions struct {
 	// Drill: the server is a scratch server (drill); the copy's own server
 	// is refused.
 	Drill bool
+	// tdeOnly: restore only a certificate that protects a TDE database
+	// (DrillTDE); another one ends with errNotTDE before anything is
+	// written or applied.
+	tdeOnly bool
 }
 
 // Restore fetches a copy, proves it against its receipt and the service's
@@ -68,6 +75,16 @@ func (r *Runner) Restore(ctx context.Context, opts RestoreOptions) (*receipt.Rec
 }
 
 func (r *Runner) restore(ctx context.Context, rec *receipt.Receipt, opts RestoreOptions) (runErr, destErr error) {
+	// Restore takes only copies of the chosen kind: the walker yields the
+	// hierarchy's items under the same host and instance, and a newer
+	// certificate copy must never be restored as the service master key.
+	kind, err := SelectKind(opts.Filter.Kind, opts.Filter.Database, opts.Filter.Name)
+	if err != nil {
+		return err, nil
+	}
+	opts.Filter.Kind = kind
+	rec.Kind = kind
+	rec.Item = askedItem(opts.Filter) // until a copy says what it holds
 	if err := checkRestoreOptions(opts); err != nil {
 		return err, nil
 	}
@@ -84,16 +101,27 @@ func (r *Runner) restore(ctx context.Context, rec *receipt.Receipt, opts Restore
 	if cc.rec != nil && cc.rec.Host != "" {
 		rec.Host, rec.Instance, rec.MachineName = cc.rec.Host, cc.rec.Instance, cc.rec.MachineName
 	}
+	rec.Item = nil
+	if cc.rec != nil && cc.rec.Item != nil {
+		it := *cc.rec.Item
+		rec.Item = &it
+	}
+	if cc.privateKey != nil && cc.rec != nil && cc.rec.File != nil && cc.rec.File.PrivateKey != nil {
+		pk := *cc.rec.File.PrivateKey
+		rec.File.PrivateKey = &pk
+	}
+	if opts.tdeOnly && (rec.Item == nil || len(rec.Item.TDE) == 0) {
+		return errNotTDE, nil
+	}
 	// A copy that verified at a later destination is what counts: the
 	// earlier ones' failures are reported, not fatal.
 	if destErr != nil {
 		r.Log.WarnContext(ctx, "a copy at an earlier destination did not verify; a later one did", "err", destErr.Error())
 	}
 	if opts.Out != "" {
-		if err := writeCreateOnly(opts.Out, cc.data); err != nil {
+		if err := r.writeOut(ctx, rec, cc, opts); err != nil {
 			return err, nil
 		}
-		r.Log.InfoContext(ctx, "wrote the verified copy, owner-only", "path", opts.Out, "sha256", cc.Checksum.Local)
 	}
 	if opts.PasswordOut != "" {
 		pw, sealedMode, err := r.openSealed(ctx, c, cc)
@@ -123,10 +151,16 @@ func checkRestoreOptions(opts RestoreOptions) error {
 		return usage("restore needs the host whose key to fetch: pass --host NAME (keyescrow list shows the hosts)")
 	case opts.VersionID != "" && opts.At != nil:
 		return usage("--version-id and --at both choose the copy: pass one of them")
+	case opts.Force && opts.Filter.Kind == receipt.KindCertificate:
+		return usage("--force is RESTORE … FORCE of a master key: a certificate has none; drop --force")
 	case opts.Force && !opts.Apply:
 		return usage("--force only applies to --apply (RESTORE … FORCE): add --apply, or drop --force")
 	case opts.Force && opts.ConfirmForce == "":
-		return usage("RESTORE SERVICE MASTER KEY … FORCE loses every secret the current key protects that the restored key cannot decrypt: to go ahead, pass --confirm-force with the SQL Server's name (@@SERVERNAME)")
+		stmt := "RESTORE SERVICE MASTER KEY"
+		if opts.Filter.Kind == receipt.KindDatabaseMasterKey {
+			stmt = "RESTORE MASTER KEY"
+		}
+		return usage(stmt + " … FORCE loses every secret the current key protects that the restored key cannot decrypt: to go ahead, pass --confirm-force with the SQL Server's name (@@SERVERNAME)")
 	case !opts.Force && opts.ConfirmForce != "":
 		return usage("--confirm-force is only used with --apply --force")
 	case !opts.Apply && opts.Out == "":
@@ -179,7 +213,7 @@ func (r *Runner) fetchVerified(ctx context.Context, rec *receipt.Receipt, dests 
 		}
 		c, checked, ok := r.firstGenuine(ctx, rec, d, cands, opts)
 		if !ok {
-			err := exitcode.Wrap(exitcode.Verify, fmt.Errorf("%s: none of the %d copies of %s%s is genuine (restore.skipped says why for each): pass --version-id to use one explicitly", d.Config.Name, len(cands), scopeNames(opts.Filter), choiceText(opts)))
+			err := exitcode.Wrap(exitcode.Verify, fmt.Errorf("%s: none of the %d copies of %s%s is genuine (restore.skipped says why for each): pass --version-id to use one explicitly", d.Config.Name, len(cands), restoreScope(opts.Filter), choiceText(opts)))
 			errs = append(errs, err)
 			rec.Destinations = append(rec.Destinations, receipt.Destination{Name: d.Config.Name, Type: d.Backend.Type(),
 				Status: receipt.DestFailed, Error: &receipt.Error{Code: exitcode.Verify, Message: err.Error()}})
@@ -188,6 +222,13 @@ func (r *Runner) fetchVerified(ctx context.Context, rec *receipt.Receipt, dests 
 		}
 		rd := receipt.Destination{Name: d.Config.Name, Type: d.Backend.Type(), Location: c.Location, VersionID: c.VersionID,
 			Retention: checked.Retention, Checksum: checked.Checksum, ReadBack: checked.ReadBack, Status: checked.Status, Error: checked.Error}
+		if checked.privateKey != nil && checked.rec != nil {
+			if side := privateKeySidecar(checked.rec, d, c); side != nil {
+				s := *side
+				s.ReadBack = true
+				rd.PrivateKey = &s
+			}
+		}
 		rec.Destinations = append(rec.Destinations, rd)
 		if checked.Status == receipt.DestVerified {
 			rec.Restore.Authenticated, rec.Restore.KeyID = checked.Authenticated, checked.KeyID
@@ -203,7 +244,11 @@ func (r *Runner) fetchVerified(ctx context.Context, rec *receipt.Receipt, dests 
 		errs = append(errs, checked.err)
 	}
 	if len(errs) == 0 {
-		return Copy{}, nil, nil, exitcode.Wrap(exitcode.Usage, fmt.Errorf("no copy of %s%s at %s: keyescrow list shows what is archived", scopeNames(opts.Filter), choiceText(opts), strings.Join(missing, ", ")))
+		hint := ""
+		if opts.VersionID != "" && opts.Filter.Kind == receipt.KindServiceMasterKey {
+			hint = "; the copy of a database master key or certificate needs --kind with --database (and --name)"
+		}
+		return Copy{}, nil, nil, exitcode.Wrap(exitcode.Usage, noCopyError(fmt.Sprintf("no copy of %s%s at %s: keyescrow list shows what is archived%s", restoreScope(opts.Filter), choiceText(opts), strings.Join(missing, ", "), hint)))
 	}
 	return Copy{}, nil, errors.Join(errs...), nil
 }
@@ -246,6 +291,13 @@ func skippedAt(rec *receipt.Receipt, dest string) int {
 }
 
 var errNoCopy = errors.New("no matching copy")
+
+// noCopyError is restore's failure when no destination holds a copy of
+// what was asked for; it is errNoCopy.
+type noCopyError string
+
+func (e noCopyError) Error() string        { return string(e) }
+func (e noCopyError) Is(target error) bool { return target == errNoCopy }
 
 func choiceText(opts RestoreOptions) string {
 	switch {
@@ -291,7 +343,7 @@ func (r *Runner) findCopies(ctx context.Context, d Destination, opts RestoreOpti
 	}
 	switch {
 	case len(found) == 0:
-		return nil, fmt.Errorf("%s: %w of %s%s", d.Config.Name, errNoCopy, scopeNames(opts.Filter), choiceText(opts))
+		return nil, fmt.Errorf("%s: %w of %s%s", d.Config.Name, errNoCopy, restoreScope(opts.Filter), choiceText(opts))
 	case opts.VersionID != "" && len(found) > 1:
 		keys := make([]string, len(found))
 		for i, c := range found {
@@ -352,19 +404,24 @@ func (r *Runner) apply(ctx context.Context, rec *receipt.Receipt, c Copy, cc *Ch
 	if !opts.Drill && !sameMachine {
 		r.Log.WarnContext(ctx, "restoring another host's key", "copy_host", rec.Host, "server", info.ServerName)
 	}
-	name := "restore-" + r.RunID[:8] + "-" + c.Name
-	local := filepath.Join(localDir, name)
-	if err := writeCreateOnly(local, cc.data); err != nil {
+	if c.Kind != receipt.KindServiceMasterKey {
+		hdb, ok := db.(HierarchyRestoreSQL)
+		if !ok {
+			return exitcode.Wrap(exitcode.Internal, fmt.Errorf("this SQL Server connection cannot restore a %s", c.Kind))
+		}
+		tg := restoreTarget{hdb: hdb, info: info}
+		if c.Kind == receipt.KindDatabaseMasterKey {
+			return r.applyDatabaseMasterKey(ctx, rec, c, cc, opts, tg, pw, localDir)
+		}
+		return r.applyCertificate(ctx, rec, c, cc, opts, tg, pw, localDir)
+	}
+	paths, remove, err := r.stage(ctx, localDir, opts.ServerDirectory, stageFile{"restore-" + r.RunID[:8] + "-" + c.Name, cc.data})
+	if err != nil {
 		return err
 	}
-	shareWithServer(local, localDir)
-	defer func() {
-		if err := os.Remove(local); err != nil {
-			r.Log.WarnContext(ctx, "the staged key file could not be removed: remove it by hand", "path", local, "err", err.Error())
-		}
-	}()
+	defer remove()
 	r.Log.InfoContext(ctx, "restoring the service master key", "server", info.ServerName, "force", opts.Force, "drill", opts.Drill)
-	if err := db.RestoreServiceMasterKey(ctx, serverJoin(opts.ServerDirectory, name), pw, opts.Force); err != nil {
+	if err := db.RestoreServiceMasterKey(ctx, paths[0], pw, opts.Force); err != nil {
 		return err
 	}
 	rec.Restore.Applied, rec.Restore.Server = true, info.ServerName

@@ -2,7 +2,6 @@ package escrow
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"github.com/keyescrow/keyescrow/internal/receipt"
 	"github.com/keyescrow/keyescrow/internal/sealed"
 	"github.com/keyescrow/keyescrow/internal/secret"
-	"github.com/keyescrow/keyescrow/internal/storage"
 )
 
 // sealedSuffix ends the key of the sealed password stored beside a copy.
@@ -170,17 +168,7 @@ func (r *Runner) quorum(ctx context.Context, rec *receipt.Receipt, destErr error
 // entry stored at location when one is, else the one of the destination
 // named name (the same destination under its configured name).
 func sealedEntry(rec *receipt.Receipt, name, location string) *receipt.Sidecar {
-	var byName *receipt.Sidecar
-	for _, d := range rec.Destinations {
-		switch sp := d.SealedPassword; {
-		case sp == nil:
-		case location != "" && sp.Location == location:
-			return sp
-		case d.Name == name:
-			byName = sp
-		}
-	}
-	return byName
+	return sidecarEntry(rec, name, location, func(d receipt.Destination) *receipt.Sidecar { return d.SealedPassword })
 }
 
 // fetchSealed reads the sealed password stored beside a copy and proves it
@@ -199,15 +187,6 @@ func fetchSealed(ctx context.Context, d Destination, c Copy, rec *receipt.Receip
 	if side == nil {
 		return nil, nil, verifyError(t, fmt.Sprintf("the receipt of %s says its password is sealed but names no sealed password at this destination", c.Location))
 	}
-	blob, err := download(ctx, d.Backend, key, side.VersionID, sealed.MaxSize)
-	if err != nil {
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil, side, verifyErrorf(t, "the sealed password of %s (%s version %q) is missing: the copy cannot be opened: %w", c.Location, d.Backend.Location(key), side.VersionID, err)
-		}
-		return nil, side, transferError("read the sealed password", t, key, err)
-	}
-	if sum := sha256.Sum256(blob); hex.EncodeToString(sum[:]) != side.SHA256 {
-		return nil, side, verifyError(t, fmt.Sprintf("the sealed password of %s (%s version %q) has SHA-256 %x, its receipt records %s: it is damaged and the copy cannot be opened", c.Location, d.Backend.Location(key), side.VersionID, sum, side.SHA256))
-	}
-	return blob, side, nil
+	blob, err := fetchSidecar(ctx, d, c, key, side, "sealed password", "the copy cannot be opened", sealed.MaxSize)
+	return blob, side, err
 }

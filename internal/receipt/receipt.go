@@ -115,6 +115,9 @@ const (
 	ItemUnchanged = "unchanged" // its newest proven copy is still this key and younger than refresh
 	ItemExcluded  = "excluded"  // the configuration leaves it out
 	ItemFailed    = "failed"    // it could not be backed up or proven (Error says why)
+	// ItemRestored: drill of every TDE certificate: restored into the
+	// scratch server with its recorded thumbprint and private key.
+	ItemRestored = "restored"
 )
 
 // ItemResult is what a backup run did with one item of the hierarchy.
@@ -289,6 +292,17 @@ type Restore struct {
 	// Skipped are the newer copies passed over before the one restored
 	// (no receipt, not genuine, not authenticated), each with why.
 	Skipped []Skipped `json:"skipped,omitempty"`
+	// PrivateKeyOut is where a certificate's private key (.pvk) was
+	// written beside Out (a certificate in the pvk format). Extension.
+	PrivateKeyOut string `json:"private_key_out,omitempty"`
+	// Thumbprint is the restored certificate's SHA-1 thumbprint as the
+	// server reports it after CREATE CERTIFICATE (certificate restore
+	// --apply and drill), upper-case hex. Extension.
+	Thumbprint string `json:"thumbprint,omitempty"`
+	// ThumbprintMatch: Thumbprint is the item's recorded thumbprint and
+	// the server holds the certificate's private key. Absent when no
+	// certificate was restored. Extension.
+	ThumbprintMatch *bool `json:"thumbprint_match,omitempty"`
 }
 
 // Skipped is a stored copy (or a version of a receipt) that was not counted
@@ -469,6 +483,12 @@ func (r *Receipt) JSON() ([]byte, error) {
 func (r *Receipt) WriteText(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s", r.Status, r.Kind)
+	if r.Item != nil {
+		fmt.Fprintf(&b, " database=%s", r.Item.Database)
+		if r.Item.Kind == KindCertificate {
+			fmt.Fprintf(&b, " name=%s", r.Item.Name)
+		}
+	}
 	if r.Host != "" {
 		fmt.Fprintf(&b, " host=%s instance=%s", r.Host, r.Instance)
 	}
@@ -519,8 +539,14 @@ func (r *Receipt) WriteText(w io.Writer) error {
 		if x.Force {
 			what += " (FORCE)"
 		}
+		if x.PrivateKeyOut != "" {
+			fmt.Fprintf(&b, "  private key written to %s (owner-only)\n", x.PrivateKeyOut)
+		}
 		if x.Applied {
 			fmt.Fprintf(&b, "  %s %s\n", what, x.Server)
+		}
+		if x.ThumbprintMatch != nil {
+			fmt.Fprintf(&b, "  certificate thumbprint %s, matches the receipt and has its private key: %t\n", x.Thumbprint, *x.ThumbprintMatch)
 		}
 		for _, s := range x.Skipped {
 			fmt.Fprintf(&b, "  passed over (%s): %s\n", s.Reason, s.Message)

@@ -58,3 +58,22 @@ func TestTextReceiptHasOneLinePerDestination(t *testing.T) {
 		t.Fatalf("%q", buf.String())
 	}
 }
+
+func TestTextReceiptOfACertificateRestoreNamesTheItemItsKeyAndThumbprint(t *testing.T) {
+	match := true
+	r := &Receipt{Status: StatusOK, Kind: KindCertificate, Host: "h", Instance: "i", RunID: "r",
+		Item: &Item{Kind: KindCertificate, Database: "master", Name: "TDECert"},
+		File: &File{Name: "TDECert.cer", Bytes: 3, SHA256: "ab"},
+		Restore: &Restore{Out: "/x/tde.cer", PrivateKeyOut: "/x/tde.pvk", Applied: true, Drill: true, Server: "SCRATCH",
+			Thumbprint: "0A1B", ThumbprintMatch: &match}}
+	var buf bytes.Buffer
+	if err := r.WriteText(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ok certificate database=master name=TDECert host=h", "private key written to /x/tde.pvk (owner-only)",
+		"drill: restored into the scratch server SCRATCH", "certificate thumbprint 0A1B, matches the receipt and has its private key: true"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("the text lacks %q:\n%s", want, buf.String())
+		}
+	}
+}
