@@ -244,15 +244,15 @@ func (s azStore) put(ctx context.Context, key string, data []byte, claim string)
 // file never meet the stand-in's keys.
 func (w *worker) backupHost() string { return w.host + "h" }
 
-// backupArgs are a backup's arguments (clean: with the default limits,
-// see generous); hierMode adds what a faulted one changes.
+// backupArgs are a backup's arguments (clean: a clean run's, see
+// worker.clean); hierMode adds what a faulted one changes.
 func (w *worker) backupArgs(clean bool) []string {
 	args := []string{"backup", "--config", w.e.cfgPath, "--json", "--set", "host=" + w.backupHost()}
 	if w.sealTo != "" {
 		args = append(args, "--set", "backup.password_env=", "--set", "backup.seal_to="+w.sealTo)
 	}
 	if clean {
-		args = append(args, generous...)
+		args = append(args, w.clean()...)
 	}
 	return args
 }
@@ -364,10 +364,12 @@ func (w *worker) holds(ctx context.Context, key, version string, f *rcpt.File, s
 	return w.store.locked(ctx, key, version, since)
 }
 
-// stEntry is the stored receipt's entry for location, verified there.
-func stEntry(st *rcpt.Stored, location string) *rcpt.Destination {
+// stEntry is the stored receipt's entry for the object key, verified
+// there (compared by key: Azure's location names the account's address,
+// the proxy's or the server's).
+func (w *worker) stEntry(st *rcpt.Stored, key string) *rcpt.Destination {
 	for i, d := range st.Destinations {
-		if d.Location == location && d.Status == "verified" {
+		if w.store.key(d.Location) == key && d.Status == "verified" {
 			return &st.Destinations[i]
 		}
 	}
@@ -483,7 +485,7 @@ func (w *worker) archivedHolds(ctx context.Context, live rcpt.Item, res rcpt.Ite
 	if st.File.Name != res.File.Name || st.File.SHA256 != res.File.SHA256 || st.File.Bytes != res.File.Bytes {
 		return fmt.Errorf("its stored receipt records file %s %s, the run %s %s", st.File.Name, st.File.SHA256, res.File.Name, res.File.SHA256)
 	}
-	e := stEntry(st, d.Location)
+	e := w.stEntry(st, key)
 	if e == nil || e.VersionID != d.VersionID {
 		return fmt.Errorf("its stored receipt does not record version %q verified at %s", d.VersionID, d.Location)
 	}
@@ -517,7 +519,7 @@ func (w *worker) newestHolds(ctx context.Context, live rcpt.Item, p rcpt.CopyPla
 	if msg := sameKey(live, *st.Item); msg != "" {
 		return fmt.Errorf("it holds another key: %s", msg)
 	}
-	e := stEntry(st, p.Location)
+	e := w.stEntry(st, key)
 	if e == nil || e.VersionID != p.VersionID || st.File.Name != path.Base(key) {
 		return fmt.Errorf("its stored receipt does not record version %q of %s", p.VersionID, p.Location)
 	}
@@ -696,7 +698,7 @@ func (w *worker) restoreForgedItem(label string) {
 	}
 	out := filepath.Join(w.e.root, fmt.Sprintf("restored-%d%s", w.outN, ext))
 	r := w.e.run(slices.Concat([]string{"restore", "--config", w.e.cfgPath, "--host", w.backupHost(), "--instance", "INST1",
-		"--kind", "certificate", "--database", "master", "--name", "TDECert", "--out", out}, generous)...)
+		"--kind", "certificate", "--database", "master", "--name", "TDECert", "--out", out}, w.clean())...)
 	if r.code != 0 {
 		t.Errorf("%s: restore of TDECert exited %d although genuine copies are stored\n%s\n%s", label, r.code, r.stdout, r.stderr)
 		return
