@@ -175,7 +175,12 @@ func keyText(b *strings.Builder, indent string, k *escrow.InventoryKey) {
 	if k.Required && k.Selection != escrow.SelSelected {
 		sel += "; required: it protects a TDE database"
 	}
-	fmt.Fprintf(b, "%s%s: %s\n", indent, sel, k.Status)
+	if string(k.Status) == k.Selection {
+		// A key that is never escrowed has no status of its own.
+		fmt.Fprintf(b, "%s%s\n", indent, sel)
+	} else {
+		fmt.Fprintf(b, "%s%s: %s\n", indent, sel, k.Status)
+	}
 	for _, c := range k.Copies {
 		fmt.Fprintf(b, "%s  %s: %s", indent, c.Destination, c.Status)
 		if c.Time != nil {
