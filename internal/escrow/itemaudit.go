@@ -130,6 +130,17 @@ func (r *Runner) judgeItems(ctx context.Context, d Destination, out *AuditedDest
 		}
 		cc := *ccp
 		inv := cc.rec.Inventory
+		if inv == nil && r.Config.Hierarchy.Enabled {
+			// The newest run could not read the inventory (say, the login
+			// lost VIEW SERVER STATE; that run failed with exit 3): the
+			// newest inventory an earlier checked copy records still says
+			// which keys must have a proven copy, so a key is never let
+			// off because a later run could not see it.
+			if older := newestChecked(g.Checked, func(c CheckedCopy) bool { return c.rec != nil && c.rec.Inventory != nil }); older != nil {
+				g.Warnings = append(g.Warnings, fmt.Sprintf("the newest service master key copy (run %s) records no inventory of the hierarchy: the inventory of run %s is used", dash8(cc.RunID), dash8(older.RunID)))
+				cc, inv = *older, older.rec.Inventory
+			}
+		}
 		if inv == nil {
 			hasItems := slices.ContainsFunc(items, func(p auditedPending) bool { return p.ag.Host == g.Host && p.ag.Instance == g.Instance })
 			if !hasItems && !(r.Config.Hierarchy.Enabled && r.Config.SQLServer != nil) {

@@ -506,3 +506,38 @@ func TestVerifyTakesTheLastReceiptOfOneSecondAsTheNewest(t *testing.T) {
 		t.Errorf("HR: %+v, want the second run's copy", it)
 	}
 }
+
+func TestVerifyKeepsTheLastInventoryWhenALaterRunCouldNotReadIt(t *testing.T) {
+	a := hierArchive(t)
+	// A run recorded TDECert but could not archive it; the next run could
+	// not read the inventory at all (its service master key copy records
+	// none). TDECert must still be required.
+	a.storeCopy(masterDMK.Kind, &masterDMK, nil, testNow, "master dmk", "")
+	a.storeCopy(receipt.KindServiceMasterKey, nil, &receipt.Inventory{Complete: true, Items: []receipt.Item{masterDMK, tdeCert}}, testNow, "smk", "")
+	a.storeCopy(receipt.KindServiceMasterKey, nil, nil, testNow.Add(time.Hour), "smk2", "")
+	a.now = testNow.Add(2 * time.Hour)
+	aud, err := a.verify(VerifyOptions{Destination: memName, Filter: Filter{Host: itemHost}})
+	if exitcode.Code(err) != exitcode.Stale {
+		t.Fatalf("err %v, want exit 8: the TDE certificate of the last inventory has no copy", err)
+	}
+	if it := itemsOf(t, aud, memName)["certificate master/TDECert"]; it.Status != ItemMissing {
+		t.Errorf("TDECert %+v, want missing", it)
+	}
+	var warned bool
+	for _, g := range aud.Destinations[0].Groups {
+		for _, w := range g.Warnings {
+			warned = warned || strings.Contains(w, "records no inventory of the hierarchy: the inventory of run")
+		}
+	}
+	if !warned {
+		t.Errorf("no warning says an older inventory is used: %+v", aud.Destinations[0].Groups)
+	}
+
+	t.Run("with the hierarchy off, no inventory is required", func(t *testing.T) {
+		a.runner.Config.Hierarchy.Enabled = false
+		defer func() { a.runner.Config.Hierarchy.Enabled = true }()
+		if _, err := a.verify(VerifyOptions{Destination: memName, Filter: Filter{Host: itemHost}}); exitcode.Code(err) == exitcode.Stale {
+			t.Errorf("hierarchy off: err %v, want the older inventory not to count", err)
+		}
+	})
+}
