@@ -96,6 +96,35 @@ func (r *Runner) judge(ctx context.Context, d Destination, c Copy) judged {
 	return j
 }
 
+// newestGenuine judges copies (sorted newest first) and returns the newest
+// genuine one, or nil. Listings give whole seconds at most services: among
+// the genuine copies of the newest second that holds one, the one whose
+// receipt was written last is the newest. seen is told of every copy
+// judged. A receipt that cannot be read (a failed request) ends the search
+// with its error.
+func (r *Runner) newestGenuine(ctx context.Context, d Destination, copies []Copy, seen func(judged)) (*judged, error) {
+	var best *judged
+	for _, c := range copies {
+		if best != nil && !c.Time.Truncate(time.Second).Equal(best.c.Time.Truncate(time.Second)) {
+			break
+		}
+		j := r.judge(ctx, d, c)
+		if seen != nil {
+			seen(j)
+		}
+		if j.err != nil {
+			return nil, j.err
+		}
+		if j.skip != nil {
+			continue
+		}
+		if best == nil || j.sr.rec.FinishedAt.After(best.sr.rec.FinishedAt) {
+			best = &j
+		}
+	}
+	return best, nil
+}
+
 // recordsCopy says what in rec does not describe copy c ("" when all
 // does): the file name, host, instance and kind of its key, and the version
 // id recorded for its location (or, when the location is rendered

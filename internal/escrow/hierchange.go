@@ -162,25 +162,13 @@ func (r *Runner) newestHeld(ctx context.Context, t target, host, instance string
 		}
 	}
 	sortNewestFirst(copies)
-	// A listing's times have whole seconds at most services: among the
-	// genuine copies of the newest second, the one whose receipt was
-	// written last is the newest.
-	var best *judged
-	for _, c := range copies {
-		if best != nil && !c.Time.Truncate(time.Second).Equal(best.c.Time.Truncate(time.Second)) {
-			break
-		}
-		j := r.judge(ctx, d, c)
-		if j.err != nil {
-			return nil, j.err
-		}
+	best, err := r.newestGenuine(ctx, d, copies, func(j judged) {
 		if j.skip != nil {
 			r.Log.DebugContext(ctx, "a copy does not count for change detection", "item", it.Label(), "destination", t.name, "reason", j.skip.Reason, "message", j.skip.Message)
-			continue
 		}
-		if best == nil || j.sr.rec.FinishedAt.After(best.sr.rec.FinishedAt) {
-			best = &j
-		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	if best == nil {
 		return nil, nil

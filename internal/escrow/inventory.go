@@ -1,6 +1,7 @@
 package escrow
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -347,7 +348,7 @@ func (r *Runner) buildInventory(rep *InventoryReport, h sqlserver.Hierarchy) []*
 			if e.Certificate != "" {
 				idb.TDE.Certificate = "master/" + e.Certificate
 			} else if len(e.Thumbprint) > 0 {
-				rep.Warnings = append(rep.Warnings, fmt.Sprintf("database %s is encrypted (TDE) by %s %s, which is no certificate in master: keyescrow cannot escrow it; back it up by other means", d.Name, strings.ToLower(cmpOr(e.Type, "a key")), idb.TDE.Thumbprint))
+				rep.Warnings = append(rep.Warnings, fmt.Sprintf("database %s is encrypted (TDE) by %s %s, which is no certificate in master: keyescrow cannot escrow it; back it up by other means", d.Name, strings.ToLower(cmp.Or(e.Type, "a key")), idb.TDE.Thumbprint))
 			}
 		}
 		if mk := d.MasterKey; mk != nil {
@@ -404,13 +405,6 @@ func (r *Runner) buildInventory(rep *InventoryReport, h sqlserver.Hierarchy) []*
 	return keys
 }
 
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
-
 // sameName: the same kind, database and name (as SQL Server compares
 // them), whatever the key's identity.
 func sameName(a, b receipt.Item) bool {
@@ -452,33 +446,21 @@ func (r *Runner) heldCopies(ctx context.Context, d Destination, host, instance s
 		if g.Kind == receipt.KindCertificate {
 			k.name = strings.ToLower(folderName(g.Item))
 		}
-		var best *judged
-		for _, c := range g.Copies {
-			if best != nil && !c.Time.Truncate(time.Second).Equal(best.c.Time.Truncate(time.Second)) {
-				break
-			}
-			j := r.judge(ctx, d, c)
+		var lastKey string
+		best, err := r.newestGenuine(ctx, d, g.Copies, func(j judged) {
+			lastKey = j.c.Key
 			for _, f := range j.findings {
 				if f.Evidence {
 					warns = append(warns, fmt.Sprintf("%s: %s (keyescrow verify fails on it)", d.Config.Name, f.Message))
 				}
 			}
-			if j.err != nil {
-				out[k] = heldCopy{err: transferError("read the receipt of", target{name: d.Config.Name, backend: d.Backend}, c.Key, j.err)}
-				return nil
+			if j.skip != nil && j.skip.Evidence {
+				warns = append(warns, fmt.Sprintf("%s: not counted: %s", d.Config.Name, j.skip.Message))
 			}
-			if j.skip != nil {
-				if j.skip.Evidence {
-					warns = append(warns, fmt.Sprintf("%s: not counted: %s", d.Config.Name, j.skip.Message))
-				}
-				continue
-			}
-			// Listings give whole seconds at most services: among the
-			// genuine copies of the newest second, the one whose receipt
-			// was written last is the newest.
-			if best == nil || j.sr.rec.FinishedAt.After(best.sr.rec.FinishedAt) {
-				best = &j
-			}
+		})
+		if err != nil {
+			out[k] = heldCopy{err: transferError("read the receipt of", target{name: d.Config.Name, backend: d.Backend}, lastKey, err)}
+			return nil
 		}
 		if best != nil {
 			t := best.c.Time
